@@ -1,0 +1,103 @@
+//! Group commit: one thread fsyncs logs on request, so every append that waits while a
+//! flush is running shares the next one.
+//!
+//! ```text
+//!  append ─> wait_flushed(offset) ─> request_flush ─> queue ─> flusher thread
+//!     ^                                                            │ Log::flush: fdatasync
+//!     └──────────── flushed offset watch (wakes all waiters) <─────┘
+//! ```
+//!
+//! A log sits in the queue at most once (its `flush_requested` flag); the flag is cleared
+//! just before the fsync starts, so appends that arrive during it queue the next one.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use super::Log;
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<VecDeque<Arc<Log>>>,
+    wake: Condvar,
+    stopped: AtomicBool,
+}
+
+/// Owns the flusher thread; dropping it flushes what is queued and stops the thread.
+#[derive(Debug)]
+pub struct Flusher {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A cheap handle for queueing flushes.
+#[derive(Debug, Clone)]
+pub struct FlushHandle {
+    shared: Arc<Shared>,
+}
+
+impl Flusher {
+    /// Starts the flusher thread.
+    ///
+    /// # Panics
+    /// If the operating system cannot start a thread.
+    pub fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("headwater-flusher".into())
+                .spawn(move || run(&shared))
+                .expect("start the flusher thread")
+        };
+        Self { shared, thread: Some(thread) }
+    }
+
+    pub fn handle(&self) -> FlushHandle {
+        FlushHandle { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl FlushHandle {
+    pub(super) fn enqueue(&self, log: Arc<Log>) {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            // No thread to do it: flush here rather than leave a waiter hanging.
+            log.clear_flush_request();
+            let _ = log.flush();
+            return;
+        }
+        self.shared.queue.lock().expect("flush queue lock").push_back(log);
+        self.shared.wake.notify_one();
+    }
+}
+
+fn run(shared: &Shared) {
+    loop {
+        let batch: Vec<Arc<Log>> = {
+            let mut queue = shared.queue.lock().expect("flush queue lock");
+            while queue.is_empty() && !shared.stopped.load(Ordering::Acquire) {
+                queue = shared.wake.wait(queue).expect("flush queue lock");
+            }
+            if queue.is_empty() {
+                return;
+            }
+            queue.drain(..).collect()
+        };
+        for log in batch {
+            log.clear_flush_request();
+            // A failure is recorded in the log itself and reported to its waiters.
+            let _ = log.flush();
+        }
+    }
+}

@@ -1,0 +1,736 @@
+//! The log of one partition: an ordered set of segments, the last one active.
+//!
+//! ```text
+//!  log_start          recovery_point        flushed         log_end
+//!     │ sealed segments (mapped, immutable) │ active segment │
+//!     v                                     v     v          v
+//!  [0000.log][0800.log][1600.log] ... [4000.log ..........]
+//! ```
+//!
+//! Every mutation (append, roll, retention, the compaction swap) goes through one short
+//! `std::sync::Mutex` section; reads take it only to pick a segment and copy a view, then
+//! read without it. Slow work stays outside: fsync happens on the flusher's thread,
+//! compaction rewrites segments off to the side and swaps them in at the end.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::checkpoint::{PartitionCheckpoint, sync_dir};
+use super::clock::Clock;
+use super::config::LogConfig;
+use super::flusher::FlushHandle;
+use super::segment::{ActiveSegment, SealedSegment, SegmentPaths, SegmentView};
+use super::{LogError, cleaner};
+use crate::record::{BatchIter, RecordBatch, assign_offset};
+
+/// What a log needs from its surroundings.
+#[derive(Debug, Clone)]
+pub struct LogContext {
+    pub clock: Arc<dyn Clock>,
+    pub flusher: FlushHandle,
+}
+
+/// The outcome of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// The offset given to the first record.
+    pub first_offset: i64,
+    /// The offset of the last record.
+    pub last_offset: i64,
+    /// The largest record timestamp appended.
+    pub max_timestamp: i64,
+    pub log_start: i64,
+}
+
+/// Whole batches from a read, and the log's bounds when it was read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches, exactly as stored; empty when there is nothing at `offset` yet.
+    pub records: Bytes,
+    pub log_start: i64,
+    pub log_end: i64,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub deleted_segments: usize,
+    pub deleted_bytes: u64,
+}
+
+/// What a log's recovery did on open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub recovered_segments: usize,
+    pub truncated_bytes: u64,
+    pub rebuilt_indexes: usize,
+    pub deleted_segments: usize,
+}
+
+/// The flushed offset, or that flushing failed (the log then refuses all writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlushState {
+    flushed: i64,
+    failed: bool,
+}
+
+#[derive(Debug)]
+struct LogState {
+    sealed: BTreeMap<i64, Arc<SealedSegment>>,
+    active: ActiveSegment,
+    log_start: i64,
+    recovery_point: i64,
+    clean_offset: i64,
+    /// Sealed since the last flush: their data and index files still need an fsync.
+    unsynced: Vec<Arc<SealedSegment>>,
+    /// A segment file was created or removed since the last flush.
+    dir_dirty: bool,
+}
+
+impl LogState {
+    fn log_end(&self) -> i64 {
+        self.active.next_offset
+    }
+    fn size_bytes(&self) -> u64 {
+        self.sealed.values().map(|s| u64::from(s.size)).sum::<u64>() + u64::from(self.active.size)
+    }
+    fn checkpoint(&self) -> PartitionCheckpoint {
+        PartitionCheckpoint {
+            log_start: self.log_start,
+            recovery_point: self.recovery_point,
+            clean_offset: self.clean_offset,
+        }
+    }
+}
+
+/// One partition's log. Shared as `Arc<Log>`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: RwLock<Arc<LogConfig>>,
+    state: Mutex<LogState>,
+    /// Serialises the slow maintenance jobs (retention, compaction) and checkpoint writes.
+    maintenance: Mutex<()>,
+    /// Serialises flushes so the recovery point only moves over synced segments.
+    flush_lock: Mutex<()>,
+    flush_state: watch::Sender<FlushState>,
+    log_end_watch: watch::Sender<i64>,
+    flush_requested: AtomicBool,
+    context: LogContext,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering it: segments after the recovery
+    /// checkpoint are validated batch by batch and a torn or corrupt tail is truncated;
+    /// damaged or missing indexes are rebuilt; leftovers of an interrupted compaction are
+    /// removed.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] when the directory or a segment cannot be read or repaired.
+    pub fn open(dir: &Path, config: LogConfig, context: LogContext) -> Result<(Arc<Self>, RecoveryReport), LogError> {
+        let io = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| LogError::Io { op, path, source }
+        };
+        fs::create_dir_all(dir).map_err(io("create log directory", dir))?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io("list log directory", dir))? {
+            let entry = entry.map_err(io("list log directory", dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(cleaner::CLEANED_SUFFIX) || name.ends_with(".tmp") {
+                fs::remove_file(entry.path()).map_err(io("remove leftover file", &entry.path()))?;
+            } else if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<i64>().ok()) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let now = context.clock.now_ms();
+        let checkpoint = PartitionCheckpoint::read(dir).unwrap_or_default();
+        let interval = config.index_interval_bytes;
+        let mut report = RecoveryReport { segments: bases.len(), ..Default::default() };
+
+        // Recovery starts at the segment holding the recovery point (Kafka's rule).
+        let recover_from = bases.iter().copied().filter(|b| *b <= checkpoint.recovery_point).max().unwrap_or(i64::MIN);
+        let mut sealed = BTreeMap::new();
+        let mut active = None;
+        let mut expected_next = None::<i64>;
+        for (i, &base) in bases.iter().enumerate() {
+            let is_last = i + 1 == bases.len();
+            if expected_next.is_some_and(|next| base < next) || active.is_some() {
+                // A segment that overlaps its predecessor, or follows a truncated tail,
+                // holds nothing trustworthy.
+                SegmentPaths::new(dir, base).remove()?;
+                report.deleted_segments += 1;
+                continue;
+            }
+            if base < recover_from && !is_last {
+                let (segment, rebuilt) = SealedSegment::open(dir, base, interval)?;
+                report.rebuilt_indexes += usize::from(rebuilt);
+                expected_next = Some(segment.next_offset);
+                sealed.insert(base, Arc::new(segment));
+                continue;
+            }
+            let (segment, tail) = ActiveSegment::recover(dir, base, interval, now)?;
+            report.recovered_segments += 1;
+            if tail.truncated_bytes > 0 {
+                tracing::warn!(segment = %segment.paths.log.display(), bytes = tail.truncated_bytes,
+                    reason = tail.reason.as_deref().unwrap_or(""), "truncated the log's tail during recovery");
+                report.truncated_bytes += tail.truncated_bytes;
+            }
+            expected_next = Some(segment.next_offset);
+            if is_last || tail.truncated_bytes > 0 {
+                active = Some(segment);
+            } else {
+                let segment = segment.seal()?;
+                report.rebuilt_indexes += 1;
+                sealed.insert(base, Arc::new(segment));
+            }
+        }
+        let active = match active {
+            Some(active) => active,
+            None => {
+                let base = expected_next.unwrap_or(checkpoint.log_start.max(0));
+                let active = ActiveSegment::create(dir, base, interval, now)?;
+                sync_dir(dir)?;
+                active
+            }
+        };
+        let first_base = sealed.keys().next().copied().unwrap_or(active.base_offset);
+        let log_end = active.next_offset;
+        let log_start = checkpoint.log_start.clamp(first_base, log_end);
+        // What survived recovery is on disk now; make it durable before serving it.
+        active.file.sync_data().map_err(io("sync segment", &active.paths.log))?;
+        let state = LogState {
+            sealed,
+            recovery_point: active.base_offset,
+            clean_offset: checkpoint.clean_offset.clamp(log_start, log_end),
+            active,
+            log_start,
+            unsynced: Vec::new(),
+            dir_dirty: false,
+        };
+        state.checkpoint().write(dir)?;
+        let log = Arc::new(Self {
+            dir: dir.to_path_buf(),
+            config: RwLock::new(Arc::new(config)),
+            state: Mutex::new(state),
+            maintenance: Mutex::new(()),
+            flush_lock: Mutex::new(()),
+            flush_state: watch::Sender::new(FlushState { flushed: log_end, failed: false }),
+            log_end_watch: watch::Sender::new(log_end),
+            flush_requested: AtomicBool::new(false),
+            context,
+        });
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> Arc<LogConfig> {
+        Arc::clone(&self.config.read().expect("config lock"))
+    }
+    /// Replaces the log's config; it applies from the next append or maintenance pass.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write().expect("config lock") = Arc::new(config);
+    }
+    pub fn log_start(&self) -> i64 {
+        self.lock().log_start
+    }
+    pub fn log_end(&self) -> i64 {
+        self.lock().log_end()
+    }
+    /// The offset below which every batch is on disk (fsynced).
+    pub fn flushed(&self) -> i64 {
+        self.flush_state.borrow().flushed
+    }
+    /// Bytes on local disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().size_bytes()
+    }
+    pub fn segment_count(&self) -> usize {
+        let state = self.lock();
+        state.sealed.len() + 1
+    }
+    /// Base offsets of all segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<i64> {
+        let state = self.lock();
+        state.sealed.keys().copied().chain([state.active.base_offset]).collect()
+    }
+    /// A receiver that sees the log end offset move, for long-polling readers.
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end_watch.subscribe()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.state.lock().expect("log state lock poisoned")
+    }
+
+    /// Appends batches as a producer sent them. Each batch is validated (framing, magic,
+    /// CRC, header), then given offsets from the log end, with `leader_epoch` written
+    /// into it; both fields lie outside the CRC, so the bytes stored are the producer's.
+    /// All batches are appended or none is.
+    ///
+    /// # Errors
+    /// [`LogError::InvalidRecords`] for malformed batches, [`LogError::RecordTooLarge`]
+    /// past `max.message.bytes`, [`LogError::Io`] if the write fails, and
+    /// [`LogError::Failed`] once a flush has failed.
+    pub fn append(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, LogError> {
+        let config = self.config();
+        let mut sizes = Vec::new();
+        let mut offsets = 0i64;
+        let mut max_timestamp = -1i64;
+        for batch in BatchIter::new(batches) {
+            let batch = batch.map_err(|source| LogError::InvalidRecords { source })?;
+            batch.validate().map_err(|source| LogError::InvalidRecords { source })?;
+            if batch.size() > config.max_message_bytes as usize {
+                return Err(LogError::RecordTooLarge { size: batch.size(), max: config.max_message_bytes });
+            }
+            if batch.records_count() == 0 || batch.last_offset_delta() != batch.records_count() - 1 {
+                return Err(LogError::InvalidAppend {
+                    reason: "a producer's batch must hold records with consecutive offsets",
+                });
+            }
+            sizes.push(batch.size());
+            offsets += i64::from(batch.last_offset_delta()) + 1;
+            max_timestamp = max_timestamp.max(batch.max_timestamp());
+        }
+        if sizes.is_empty() {
+            return Err(LogError::InvalidAppend { reason: "no record batches" });
+        }
+        let total: usize = sizes.iter().sum();
+
+        let mut state = self.lock();
+        if self.flush_state.borrow().failed {
+            return Err(LogError::Failed { dir: self.dir.clone() });
+        }
+        if self.should_roll(&state, &config, total, offsets) {
+            self.roll(&mut state)?;
+        }
+        let first_offset = state.log_end();
+        let mut next = first_offset;
+        let mut position = 0;
+        for size in sizes {
+            let batch = &mut batches[position..position + size];
+            assign_offset(batch, next, leader_epoch);
+            let (batch, _) = RecordBatch::split_first(batch).expect("validated above");
+            next = batch.next_offset();
+            position += size;
+        }
+        state.active.append(&batches[..total])?;
+        let info = AppendInfo { first_offset, last_offset: next - 1, max_timestamp, log_start: state.log_start };
+        drop(state);
+        self.log_end_watch.send_replace(next);
+        Ok(info)
+    }
+
+    fn should_roll(&self, state: &LogState, config: &LogConfig, bytes: usize, offsets: i64) -> bool {
+        let active = &state.active;
+        if active.is_empty() {
+            return false;
+        }
+        let now = self.context.clock.now_ms();
+        u64::from(active.size) + bytes as u64 > u64::from(config.segment_bytes)
+            || now - active.rolling_base_ms >= config.segment_ms
+            || active.index_bytes_after_next_entry() > config.segment_index_bytes as usize
+            // Relative offsets in the indexes are u32.
+            || active.next_offset + offsets - active.base_offset > i64::from(u32::MAX)
+    }
+
+    /// Seals the active segment and starts a new one at the log end.
+    fn roll(&self, state: &mut LogState) -> Result<(), LogError> {
+        let base = state.log_end();
+        let interval = self.config().index_interval_bytes;
+        let fresh = ActiveSegment::create(&self.dir, base, interval, self.context.clock.now_ms())?;
+        let old = std::mem::replace(&mut state.active, fresh);
+        let sealed = Arc::new(old.seal()?);
+        state.unsynced.push(Arc::clone(&sealed));
+        state.sealed.insert(sealed.base_offset, sealed);
+        state.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Seals the active segment now if it holds anything (for tests and tools).
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if the new segment cannot be created.
+    pub fn force_roll(&self) -> Result<(), LogError> {
+        let mut state = self.lock();
+        if state.active.is_empty() {
+            return Ok(());
+        }
+        self.roll(&mut state)
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes`
+    /// (at least one batch, however large), none with an offset at or past `max_offset`
+    /// (the high watermark for consumers; `None` means the log end).
+    ///
+    /// # Errors
+    /// [`LogError::OffsetOutOfRange`] outside `[log_start, log_end]`, [`LogError::Io`].
+    pub fn read(&self, offset: i64, max_offset: Option<i64>, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let mut cursor = offset;
+        loop {
+            let (view, next_segment_offset, log_start, log_end) = {
+                let state = self.lock();
+                let (log_start, log_end) = (state.log_start, state.log_end());
+                if offset < log_start || offset > log_end {
+                    return Err(LogError::OffsetOutOfRange { offset, log_start, log_end });
+                }
+                let (view, next) = view_at(&state, cursor);
+                (view, next, log_start, log_end)
+            };
+            let limit = max_offset.unwrap_or(log_end).min(log_end);
+            let empty = || ReadResult { records: Bytes::new(), log_start, log_end };
+            if cursor >= limit {
+                return Ok(empty());
+            }
+            if let Some(records) = view.read_batches(cursor, limit, max_bytes)? {
+                return Ok(ReadResult { records, log_start, log_end });
+            }
+            // Compaction can leave a segment with nothing at or past `cursor`: go on.
+            match next_segment_offset {
+                Some(next) if next > cursor => cursor = next,
+                _ => return Ok(empty()),
+            }
+        }
+    }
+
+    /// The earliest offset whose record timestamp is at least `timestamp`, with that
+    /// record's timestamp (Kafka's ListOffsets by time). `None` when every record is older.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] or a record that cannot be decoded.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let start = {
+            let state = self.lock();
+            let segment = state.sealed.values().find(|s| s.max_timestamp >= timestamp);
+            match segment {
+                Some(segment) => segment.offset_before_timestamp(timestamp).map_or(segment.base_offset, |o| o + 1),
+                None if state.active.indexer.max_timestamp >= timestamp => state.active.base_offset,
+                None => return Ok(None),
+            }
+            .max(state.log_start)
+        };
+        let mut cursor = start;
+        loop {
+            let read = self.read(cursor, None, 1 << 20)?;
+            if read.records.is_empty() {
+                return Ok(None);
+            }
+            for batch in BatchIter::new(&read.records) {
+                let batch = batch.map_err(|source| LogError::InvalidRecords { source })?;
+                cursor = batch.next_offset();
+                if batch.max_timestamp() < timestamp || batch.is_control() {
+                    continue;
+                }
+                let records = batch
+                    .records(cleaner::MAX_DECOMPRESSED_BYTES)
+                    .map_err(|source| LogError::InvalidRecords { source })?;
+                for record in records.iter() {
+                    let record = record.map_err(|source| LogError::InvalidRecords { source })?;
+                    if record.timestamp >= timestamp && record.offset >= read.log_start {
+                        return Ok(Some((record.offset, record.timestamp)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every offset below `offset` is on disk, asking the flusher for a flush.
+    /// Appends that wait together share one fsync (group commit).
+    ///
+    /// # Errors
+    /// [`LogError::Failed`] if a flush failed.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future only stops waiting; the flush still happens.
+    pub async fn wait_flushed(self: &Arc<Self>, offset: i64) -> Result<(), LogError> {
+        let mut rx = self.flush_state.subscribe();
+        let current = *rx.borrow_and_update();
+        if current.flushed >= offset {
+            return Ok(());
+        }
+        if current.failed {
+            return Err(LogError::Failed { dir: self.dir.clone() });
+        }
+        self.request_flush();
+        let state = *rx
+            .wait_for(|s| s.flushed >= offset || s.failed)
+            .await
+            .map_err(|_| LogError::Failed { dir: self.dir.clone() })?;
+        if state.flushed >= offset { Ok(()) } else { Err(LogError::Failed { dir: self.dir.clone() }) }
+    }
+
+    /// [`Self::wait_flushed`] for threads outside an async runtime.
+    ///
+    /// # Errors
+    /// As [`Self::wait_flushed`].
+    pub fn wait_flushed_blocking(self: &Arc<Self>, offset: i64) -> Result<(), LogError> {
+        futures::executor::block_on(self.wait_flushed(offset))
+    }
+
+    /// Asks the flusher to flush this log soon.
+    pub fn request_flush(self: &Arc<Self>) {
+        if !self.flush_requested.swap(true, Ordering::AcqRel) {
+            self.context.flusher.enqueue(Arc::clone(self));
+        }
+    }
+
+    pub(crate) fn clear_flush_request(&self) {
+        self.flush_requested.store(false, Ordering::Release);
+    }
+
+    /// Makes everything appended so far durable: sealed segments and their indexes, the
+    /// active segment, the directory; then moves the flushed offset and, when a segment
+    /// was sealed, the recovery checkpoint. Called by the flusher and on close.
+    ///
+    /// A failed fsync leaves the log failed: the page cache may have dropped the dirty
+    /// pages, so nothing written since the last good flush can be trusted as durable.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] for the failed sync, [`LogError::Failed`] afterwards.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let _serial = self.flush_lock.lock().expect("flush lock poisoned");
+        let (unsynced, active_file, active_path, active_base, end, dir_dirty) = {
+            let mut state = self.lock();
+            let dir_dirty = std::mem::take(&mut state.dir_dirty);
+            (
+                std::mem::take(&mut state.unsynced),
+                Arc::clone(&state.active.file),
+                state.active.paths.log.clone(),
+                state.active.base_offset,
+                state.log_end(),
+                dir_dirty,
+            )
+        };
+        if self.flush_state.borrow().failed {
+            return Err(LogError::Failed { dir: self.dir.clone() });
+        }
+        let result = (|| {
+            for segment in &unsynced {
+                segment.file.sync_data().map_err(|source| LogError::Io {
+                    op: "sync segment",
+                    path: segment.paths.log.clone(),
+                    source,
+                })?;
+                for path in [&segment.paths.index, &segment.paths.time_index] {
+                    fs::File::open(path).and_then(|f| f.sync_all()).map_err(|source| LogError::Io {
+                        op: "sync index",
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+            }
+            active_file.sync_data().map_err(|source| LogError::Io {
+                op: "sync segment",
+                path: active_path.clone(),
+                source,
+            })?;
+            if dir_dirty {
+                sync_dir(&self.dir)?;
+            }
+            Ok(())
+        })();
+        if let Err(error) = result {
+            tracing::error!(dir = %self.dir.display(), %error, "flush failed; the log refuses further writes");
+            self.flush_state.send_modify(|s| s.failed = true);
+            return Err(error);
+        }
+        self.flush_state.send_if_modified(|s| {
+            let moved = end > s.flushed;
+            s.flushed = s.flushed.max(end);
+            moved
+        });
+        // Segments below the active one at the snapshot are synced, indexes included.
+        let checkpoint = {
+            let mut state = self.lock();
+            (active_base > state.recovery_point).then(|| {
+                state.recovery_point = active_base;
+                state.checkpoint()
+            })
+        };
+        if let Some(checkpoint) = checkpoint {
+            let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
+            checkpoint.write(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and writes the checkpoint; the log can be dropped after this.
+    ///
+    /// # Errors
+    /// As [`Self::flush`].
+    pub fn close(&self) -> Result<(), LogError> {
+        self.flush()?;
+        let checkpoint = self.lock().checkpoint();
+        let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
+        checkpoint.write(&self.dir)
+    }
+
+    /// Moves the log start offset forward (Kafka's DeleteRecords); whole segments below it
+    /// go at the next retention pass. Returns the new log start.
+    ///
+    /// # Errors
+    /// [`LogError::OffsetOutOfRange`] past the log end, [`LogError::Io`] for the checkpoint.
+    pub fn advance_log_start(&self, offset: i64) -> Result<i64, LogError> {
+        let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
+        let checkpoint = {
+            let mut state = self.lock();
+            if offset > state.log_end() {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start: state.log_start,
+                    log_end: state.log_end(),
+                });
+            }
+            state.log_start = state.log_start.max(offset);
+            state.clean_offset = state.clean_offset.max(state.log_start);
+            state.checkpoint()
+        };
+        checkpoint.write(&self.dir)?;
+        Ok(checkpoint.log_start)
+    }
+
+    /// Deletes whole segments past `retention.ms` (by their newest timestamp) and past
+    /// `retention.bytes` (oldest first), and segments wholly below the log start. With
+    /// `cleanup.policy` lacking `delete`, only the last applies. Never deletes what a
+    /// reader could still be offered: the log start moves first.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if a file cannot be removed or the checkpoint written.
+    pub fn apply_retention(&self) -> Result<RetentionOutcome, LogError> {
+        let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
+        let config = self.config();
+        let now = self.context.clock.now_ms();
+        let (doomed, checkpoint) = {
+            let mut state = self.lock();
+            let time_limit =
+                (config.cleanup_policy.delete && config.retention_ms >= 0).then(|| now - config.retention_ms);
+            // Kafka rolls an expired active segment so that retention can delete it too.
+            if let Some(limit) = time_limit
+                && !state.active.is_empty()
+                && state.active.indexer.max_timestamp < limit
+                && state.sealed.values().all(|s| s.max_timestamp < limit)
+            {
+                self.roll(&mut state)?;
+            }
+            let mut size = state.size_bytes();
+            let mut doomed = Vec::new();
+            while let Some((&base, segment)) = state.sealed.iter().next() {
+                let below_start = segment.next_offset <= state.log_start;
+                let expired = time_limit.is_some_and(|limit| segment.max_timestamp < limit);
+                let oversized = config.cleanup_policy.delete
+                    && config.retention_bytes >= 0
+                    && size - u64::from(segment.size) >= config.retention_bytes as u64;
+                if !(below_start || expired || oversized) {
+                    break;
+                }
+                size -= u64::from(segment.size);
+                let segment = state.sealed.remove(&base).expect("first segment exists");
+                state.unsynced.retain(|s| !Arc::ptr_eq(s, &segment));
+                doomed.push(segment);
+            }
+            if doomed.is_empty() {
+                return Ok(RetentionOutcome::default());
+            }
+            let first = state.sealed.keys().next().copied().unwrap_or(state.active.base_offset);
+            state.log_start = state.log_start.max(first);
+            state.clean_offset = state.clean_offset.max(state.log_start);
+            state.dir_dirty = true;
+            (doomed, state.checkpoint())
+        };
+        // The new log start is durable before any file goes, so a crash between the two
+        // never shows a log start below the first segment.
+        checkpoint.write(&self.dir)?;
+        let mut outcome = RetentionOutcome::default();
+        for segment in doomed {
+            segment.paths.remove()?;
+            outcome.deleted_segments += 1;
+            outcome.deleted_bytes += u64::from(segment.size);
+        }
+        sync_dir(&self.dir)?;
+        Ok(outcome)
+    }
+
+    /// The share of the cleanable log (sealed segments) not yet compacted.
+    pub fn dirty_ratio(&self) -> f64 {
+        let state = self.lock();
+        let (mut clean, mut dirty) = (0u64, 0u64);
+        for segment in state.sealed.values() {
+            if segment.next_offset <= state.clean_offset {
+                clean += u64::from(segment.size)
+            } else {
+                dirty += u64::from(segment.size)
+            }
+        }
+        if clean + dirty == 0 { 0.0 } else { dirty as f64 / (clean + dirty) as f64 }
+    }
+
+    /// Compacts the sealed segments (`cleanup.policy=compact`): keeps the latest record per
+    /// key, drops tombstones older than `delete.retention.ms`. Runs beside appends and
+    /// reads; only the final swap takes the log's lock.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if a cleaned segment cannot be written or swapped in.
+    pub fn compact(&self) -> Result<cleaner::CompactionOutcome, LogError> {
+        let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
+        let config = self.config();
+        let now = self.context.clock.now_ms();
+        let segments: Vec<Arc<SealedSegment>> = {
+            let state = self.lock();
+            state.sealed.values().cloned().collect()
+        };
+        let plan = cleaner::plan(&segments, &config, now);
+        if plan.segments.is_empty() {
+            return Ok(cleaner::CompactionOutcome::default());
+        }
+        let cleaned = cleaner::clean(&self.dir, &plan, &config, now)?;
+        let checkpoint = {
+            let mut state = self.lock();
+            for (old, new) in cleaned.segments {
+                match state.sealed.get(&old.base_offset) {
+                    Some(current) if Arc::ptr_eq(current, &old) => {}
+                    // Retention removed it meanwhile.
+                    _ => {
+                        new.discard();
+                        continue;
+                    }
+                }
+                let replacement = cleaner::swap_in(&self.dir, &old, new, config.index_interval_bytes)?;
+                state.unsynced.retain(|s| !Arc::ptr_eq(s, &old));
+                match replacement {
+                    Some(segment) => {
+                        state.unsynced.push(Arc::clone(&segment));
+                        state.sealed.insert(segment.base_offset, segment);
+                    }
+                    None => {
+                        state.sealed.remove(&old.base_offset);
+                    }
+                }
+            }
+            state.dir_dirty = true;
+            state.clean_offset = state.clean_offset.max(plan.clean_up_to);
+            state.checkpoint()
+        };
+        checkpoint.write(&self.dir)?;
+        Ok(cleaned.outcome)
+    }
+}
+
+/// The view of the segment that holds `offset` (or the first one after it, past a gap
+/// that compaction left), and the offset where that segment ends if it is sealed.
+fn view_at(state: &LogState, offset: i64) -> (SegmentView, Option<i64>) {
+    let holding = state.sealed.range(..=offset).next_back().filter(|(_, s)| offset < s.next_offset);
+    match holding.or_else(|| state.sealed.range(offset..).next()) {
+        Some((_, segment)) => (segment.view(offset), Some(segment.next_offset)),
+        None => (state.active.view(offset), None),
+    }
+}

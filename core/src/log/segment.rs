@@ -1,0 +1,556 @@
+//! One segment of a partition's log: `<base_offset:020>.log` with its `.index` and
+//! `.timeindex`. Writable and sealed segments are different types: the active segment
+//! appends and keeps its indexes in memory; a sealed one is immutable and mapped, so
+//! readers use it without locks.
+//!
+//! ```text
+//!  ActiveSegment ──seal()──> SealedSegment     (roll: index files written, flushed later)
+//!       ^                         │
+//!   recover() on open      open() on open: index checked, rebuilt if damaged
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use memmap2::Mmap;
+
+use super::LogError;
+use super::index::{IndexBytes, OffsetIndex, TimeIndex};
+use crate::record::{BatchIter, LOG_OVERHEAD, RecordBatch};
+
+/// Bytes of a batch header needed to know its offsets and timestamps.
+const HEADER_PEEK_BYTES: usize = 43;
+
+/// The paths of one segment's files.
+#[derive(Debug, Clone)]
+pub struct SegmentPaths {
+    pub log: PathBuf,
+    pub index: PathBuf,
+    pub time_index: PathBuf,
+}
+
+impl SegmentPaths {
+    pub fn new(dir: &Path, base_offset: i64) -> Self {
+        Self {
+            log: dir.join(format!("{base_offset:020}.log")),
+            index: dir.join(format!("{base_offset:020}.index")),
+            time_index: dir.join(format!("{base_offset:020}.timeindex")),
+        }
+    }
+
+    /// Removes the segment's files; missing ones are fine.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] for any other failure.
+    pub fn remove(&self) -> Result<(), LogError> {
+        for path in [&self.index, &self.time_index, &self.log] {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(LogError::Io { op: "remove segment file", path: path.clone(), source }),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds a segment's indexes as batches go by, the same way for append, recovery and
+/// compaction: an offset entry (and a time entry when the maximum timestamp rose) once
+/// `index.interval.bytes` of log have passed since the last entry.
+#[derive(Debug)]
+pub struct SegmentIndexer {
+    base_offset: i64,
+    interval_bytes: u32,
+    bytes_since_entry: u32,
+    pub max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+}
+
+impl SegmentIndexer {
+    pub fn new(base_offset: i64, interval_bytes: u32) -> Self {
+        Self {
+            base_offset,
+            interval_bytes,
+            bytes_since_entry: 0,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            offset_index: OffsetIndex::new(),
+            time_index: TimeIndex::new(),
+        }
+    }
+
+    /// Records a batch written at `position`.
+    pub fn on_batch(&mut self, batch: &RecordBatch<'_>, position: u32) {
+        if batch.max_timestamp() > self.max_timestamp {
+            self.max_timestamp = batch.max_timestamp();
+            self.offset_of_max_timestamp = batch.last_offset();
+        }
+        if self.bytes_since_entry > self.interval_bytes {
+            self.offset_index.push(self.relative(batch.base_offset()), position);
+            self.time_index.maybe_push(self.max_timestamp, self.relative(self.offset_of_max_timestamp));
+            self.bytes_since_entry = 0;
+        }
+        self.bytes_since_entry += batch.size() as u32;
+    }
+
+    /// Adds the final time entry so the segment's maximum timestamp is on disk.
+    pub fn finish(&mut self) {
+        if self.max_timestamp >= 0 {
+            self.time_index.maybe_push(self.max_timestamp, self.relative(self.offset_of_max_timestamp));
+        }
+    }
+
+    fn relative(&self, offset: i64) -> u32 {
+        (offset - self.base_offset) as u32
+    }
+}
+
+/// Where a read gets its bytes: a sealed segment's mapping, or the active segment's file.
+#[derive(Debug, Clone)]
+pub enum ReadSource {
+    Mapped(Arc<Mmap>),
+    File(Arc<File>),
+}
+
+/// A point-in-time view of a segment for one read, taken under the log's lock and used
+/// without it: the bytes below `size` are whole batches and never change.
+#[derive(Debug, Clone)]
+pub struct SegmentView {
+    pub base_offset: i64,
+    pub source: ReadSource,
+    pub size: u32,
+    /// Where to start looking: the offset index's floor for the wanted offset.
+    pub start_position: u32,
+    pub path: PathBuf,
+}
+
+/// The owner of a mapped slice, so a fetch can hold segment bytes without copying them.
+struct MapSlice {
+    map: Arc<Mmap>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for MapSlice {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.start..self.end]
+    }
+}
+
+impl SegmentView {
+    fn read(&self, position: u32, len: usize) -> Result<Bytes, LogError> {
+        let start = position as usize;
+        let end = (start + len).min(self.size as usize);
+        match &self.source {
+            ReadSource::Mapped(map) => Ok(Bytes::from_owner(MapSlice { map: Arc::clone(map), start, end })),
+            ReadSource::File(file) => {
+                let mut buf = BytesMut::zeroed(end - start);
+                file.read_exact_at(&mut buf, start as u64).map_err(|source| LogError::Io {
+                    op: "read segment",
+                    path: self.path.clone(),
+                    source,
+                })?;
+                Ok(buf.freeze())
+            }
+        }
+    }
+
+    /// `(base_offset, last_offset, size)` of the batch at `position`.
+    fn peek(&self, position: u32) -> Result<(i64, i64, u32), LogError> {
+        let header = self.read(position, HEADER_PEEK_BYTES)?;
+        let corrupt = || LogError::CorruptSegment { path: self.path.clone(), position: u64::from(position) };
+        if header.len() < HEADER_PEEK_BYTES {
+            return Err(corrupt());
+        }
+        let base_offset = i64::from_be_bytes(header[0..8].try_into().expect("8"));
+        let length = i32::from_be_bytes(header[8..12].try_into().expect("4"));
+        let last_delta = i32::from_be_bytes(header[23..27].try_into().expect("4"));
+        let size = LOG_OVERHEAD as i64 + i64::from(length);
+        if length < 0 || u64::from(position) + size as u64 > u64::from(self.size) {
+            return Err(corrupt());
+        }
+        Ok((base_offset, base_offset + i64::from(last_delta), size as u32))
+    }
+
+    /// Whole batches from the first one holding `offset` or later: at most `max_bytes`
+    /// unless the first batch alone is larger (then that batch, so a consumer always makes
+    /// progress), and only batches whose last offset is below `max_offset`.
+    /// `None` when the segment has nothing at or past `offset` below `max_offset`.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] for a failed read, [`LogError::CorruptSegment`] for a framing error
+    /// in bytes that recovery already checked (a broken disk).
+    pub fn read_batches(&self, offset: i64, max_offset: i64, max_bytes: usize) -> Result<Option<Bytes>, LogError> {
+        let mut position = self.start_position;
+        // Walk from the index floor to the first batch that holds `offset`.
+        loop {
+            if position >= self.size {
+                return Ok(None);
+            }
+            let (_, last_offset, size) = self.peek(position)?;
+            if last_offset >= offset {
+                break;
+            }
+            position += size;
+        }
+        let (_, first_last_offset, first_size) = self.peek(position)?;
+        if first_last_offset >= max_offset {
+            return Ok(None);
+        }
+        let want = max_bytes.max(first_size as usize);
+        let chunk = self.read(position, want)?;
+        // Cut at the last whole batch below `max_offset`.
+        let mut end = 0usize;
+        while end + LOG_OVERHEAD <= chunk.len() {
+            let length = i32::from_be_bytes(chunk[end + 8..end + 12].try_into().expect("4"));
+            let size = LOG_OVERHEAD + length.max(0) as usize;
+            if end + size > chunk.len() || end + 27 > chunk.len() {
+                break;
+            }
+            let base = i64::from_be_bytes(chunk[end..end + 8].try_into().expect("8"));
+            let last = base + i64::from(i32::from_be_bytes(chunk[end + 23..end + 27].try_into().expect("4")));
+            if last >= max_offset {
+                break;
+            }
+            end += size;
+        }
+        Ok((end > 0).then(|| chunk.slice(..end)))
+    }
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+pub struct ActiveSegment {
+    pub base_offset: i64,
+    pub paths: SegmentPaths,
+    pub file: Arc<File>,
+    /// Bytes of whole, written batches; reads never go past it.
+    pub size: u32,
+    /// The offset after the last batch (the base offset when empty).
+    pub next_offset: i64,
+    pub indexer: SegmentIndexer,
+    /// When the segment was created (or reopened), by the broker's clock, for `segment.ms`.
+    /// Kafka measures from the first batch's timestamp; producer clocks (or replayed old
+    /// data) then roll a segment on every append, so the broker's own clock is used.
+    pub rolling_base_ms: i64,
+}
+
+/// What recovery found in a segment's tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredTail {
+    /// Bytes cut off the end (a torn or corrupt tail).
+    pub truncated_bytes: u64,
+    pub reason: Option<String>,
+}
+
+impl ActiveSegment {
+    /// Creates an empty segment.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if the file exists or cannot be created.
+    pub fn create(dir: &Path, base_offset: i64, interval_bytes: u32, now_ms: i64) -> Result<Self, LogError> {
+        let paths = SegmentPaths::new(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&paths.log)
+            .map_err(|source| LogError::Io { op: "create segment", path: paths.log.clone(), source })?;
+        Ok(Self {
+            base_offset,
+            paths,
+            file: Arc::new(file),
+            size: 0,
+            next_offset: base_offset,
+            indexer: SegmentIndexer::new(base_offset, interval_bytes),
+            rolling_base_ms: now_ms,
+        })
+    }
+
+    /// Opens an existing segment for append, validating every batch (framing, CRC, offsets
+    /// increasing from `expected_offset`) and truncating at the first bad one. Indexes are
+    /// rebuilt from what survives, so a damaged index cannot matter.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if the file cannot be opened, read or truncated.
+    pub fn recover(
+        dir: &Path,
+        base_offset: i64,
+        interval_bytes: u32,
+        now_ms: i64,
+    ) -> Result<(Self, RecoveredTail), LogError> {
+        let paths = SegmentPaths::new(dir, base_offset);
+        let io = |op| {
+            let path = paths.log.clone();
+            move |source| LogError::Io { op, path, source }
+        };
+        let file = OpenOptions::new().read(true).write(true).open(&paths.log).map_err(io("open segment"))?;
+        let file_len = file.metadata().map_err(io("stat segment"))?.len();
+        let mut indexer = SegmentIndexer::new(base_offset, interval_bytes);
+        let mut next_offset = base_offset;
+        let mut valid: u64 = 0;
+        let mut reason = None;
+        if file_len > 0 {
+            // SAFETY: nothing else writes this file while the log is being opened.
+            let map = unsafe { Mmap::map(&file) }.map_err(io("map segment"))?;
+            let mut iter = BatchIter::new(&map);
+            for batch in iter.by_ref() {
+                let batch = match batch.and_then(|b| b.validate().map(|()| b)) {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        reason = Some(error.to_string());
+                        break;
+                    }
+                };
+                if batch.base_offset() < next_offset || valid + batch.size() as u64 > u64::from(u32::MAX) {
+                    reason = Some(format!("batch at offset {} out of order", batch.base_offset()));
+                    break;
+                }
+                indexer.on_batch(&batch, valid as u32);
+                next_offset = batch.next_offset();
+                valid += batch.size() as u64;
+            }
+        }
+        if valid < file_len {
+            file.set_len(valid).map_err(io("truncate segment"))?;
+            file.sync_all().map_err(io("sync segment"))?;
+            reason.get_or_insert_with(|| "partial batch".to_string());
+        }
+        // The old indexes described bytes that may be gone; they are rebuilt at seal.
+        for stale in [&paths.index, &paths.time_index] {
+            let _ = fs::remove_file(stale);
+        }
+        let segment = Self {
+            base_offset,
+            paths,
+            file: Arc::new(file),
+            size: valid as u32,
+            next_offset,
+            indexer,
+            rolling_base_ms: now_ms,
+        };
+        Ok((segment, RecoveredTail { truncated_bytes: file_len - valid, reason }))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Writes already validated batches, with offsets assigned, at the end of the segment.
+    ///
+    /// # Errors
+    /// [`LogError::Io`]; the segment's size does not move, so nothing half-written is read.
+    pub fn append(&mut self, batches: &[u8]) -> Result<(), LogError> {
+        if let Err(source) = self.file.write_all_at(batches, u64::from(self.size)) {
+            // Best effort: drop the torn bytes now; recovery would cut them anyway.
+            let _ = self.file.set_len(u64::from(self.size));
+            return Err(LogError::Io { op: "append to segment", path: self.paths.log.clone(), source });
+        }
+        let mut position = self.size;
+        for batch in BatchIter::new(batches) {
+            let batch = batch.expect("batches are validated before append");
+            self.indexer.on_batch(&batch, position);
+            position += batch.size() as u32;
+            self.next_offset = batch.next_offset();
+        }
+        self.size = position;
+        Ok(())
+    }
+
+    /// A view for a read at `offset`.
+    pub fn view(&self, offset: i64) -> SegmentView {
+        let relative = offset.saturating_sub(self.base_offset).clamp(0, u32::MAX as i64) as u32;
+        SegmentView {
+            base_offset: self.base_offset,
+            source: ReadSource::File(Arc::clone(&self.file)),
+            size: self.size,
+            start_position: self.indexer.offset_index.floor_position(relative),
+            path: self.paths.log.clone(),
+        }
+    }
+
+    /// Bytes the offset index will take after one more entry.
+    pub fn index_bytes_after_next_entry(&self) -> usize {
+        self.indexer.offset_index.as_bytes().len() + super::index::OFFSET_ENTRY_BYTES
+    }
+
+    /// Ends the segment: writes its index files and returns the read-only segment. The
+    /// files are not synced here; the caller hands them to the flusher.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if an index file cannot be written or the log mapped.
+    pub fn seal(mut self) -> Result<SealedSegment, LogError> {
+        self.indexer.finish();
+        for (path, bytes) in [
+            (&self.paths.index, self.indexer.offset_index.as_bytes()),
+            (&self.paths.time_index, self.indexer.time_index.as_bytes()),
+        ] {
+            fs::write(path, bytes).map_err(|source| LogError::Io { op: "write index", path: path.clone(), source })?;
+        }
+        let map = map_log(&self.file, &self.paths.log)?;
+        Ok(SealedSegment {
+            base_offset: self.base_offset,
+            next_offset: self.next_offset,
+            size: self.size,
+            max_timestamp: self.indexer.max_timestamp,
+            paths: self.paths,
+            file: self.file,
+            map,
+            index: self.indexer.offset_index,
+            time_index: self.indexer.time_index,
+        })
+    }
+}
+
+fn map_log(file: &File, path: &Path) -> Result<Option<Arc<Mmap>>, LogError> {
+    let len =
+        file.metadata().map_err(|source| LogError::Io { op: "stat segment", path: path.to_path_buf(), source })?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: a sealed segment's file is never written or truncated again; compaction
+    // replaces it by rename, which leaves this mapping on the old inode.
+    let map = unsafe { Mmap::map(file) }.map_err(|source| LogError::Io {
+        op: "map segment",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Some(Arc::new(map)))
+}
+
+/// A segment that is no longer written. Immutable, so shared as `Arc` and read lock-free.
+#[derive(Debug)]
+pub struct SealedSegment {
+    pub base_offset: i64,
+    /// The offset after the segment's last batch.
+    pub next_offset: i64,
+    pub size: u32,
+    pub max_timestamp: i64,
+    pub paths: SegmentPaths,
+    pub file: Arc<File>,
+    map: Option<Arc<Mmap>>,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+}
+
+impl SealedSegment {
+    /// Opens a segment below the recovery point: its bytes were flushed, so batches are
+    /// not re-validated, but its indexes are checked and rebuilt when missing or damaged.
+    /// Returns whether they were rebuilt.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if a file cannot be opened, mapped or written;
+    /// [`LogError::CorruptSegment`] when the log's own framing is broken.
+    pub fn open(dir: &Path, base_offset: i64, interval_bytes: u32) -> Result<(Self, bool), LogError> {
+        let paths = SegmentPaths::new(dir, base_offset);
+        let file = File::open(&paths.log).map_err(|source| LogError::Io {
+            op: "open segment",
+            path: paths.log.clone(),
+            source,
+        })?;
+        let map = map_log(&file, &paths.log)?;
+        let bytes: &[u8] = map.as_deref().map_or(&[], |m| &m[..]);
+        let size = u32::try_from(bytes.len())
+            .map_err(|_| LogError::CorruptSegment { path: paths.log.clone(), position: u64::from(u32::MAX) })?;
+
+        let index = IndexBytes::map(&paths.index).ok().map(OffsetIndex::from_bytes);
+        let time_index = IndexBytes::map(&paths.time_index).ok().map(TimeIndex::from_bytes);
+        let checked = match (index, time_index) {
+            (Some(index), Some(time_index))
+                if index.is_sane(size.max(1)) && Self::index_points_at_batches(bytes, base_offset, &index) =>
+            {
+                // The tail after the last indexed batch gives the end offset.
+                let from = index.last().map_or(0, |(_, p)| p as usize);
+                let mut next_offset = base_offset;
+                for batch in BatchIter::new(&bytes[from..]) {
+                    let batch = batch
+                        .map_err(|_| LogError::CorruptSegment { path: paths.log.clone(), position: from as u64 })?;
+                    next_offset = batch.next_offset();
+                }
+                let max_relative = (next_offset - base_offset).max(0) as u32;
+                match time_index.last() {
+                    Some((max_timestamp, _)) if time_index.is_sane(max_relative) => {
+                        Some((index, time_index, next_offset, max_timestamp))
+                    }
+                    None if bytes.is_empty() => Some((index, time_index, next_offset, -1)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let (index, time_index, next_offset, max_timestamp, rebuilt) = match checked {
+            Some((index, time_index, next_offset, max_timestamp)) => {
+                (index, time_index, next_offset, max_timestamp, false)
+            }
+            None => {
+                let mut indexer = SegmentIndexer::new(base_offset, interval_bytes);
+                let mut next_offset = base_offset;
+                let mut position = 0u32;
+                for batch in BatchIter::new(bytes) {
+                    let batch = batch.map_err(|_| LogError::CorruptSegment {
+                        path: paths.log.clone(),
+                        position: u64::from(position),
+                    })?;
+                    indexer.on_batch(&batch, position);
+                    position += batch.size() as u32;
+                    next_offset = batch.next_offset();
+                }
+                indexer.finish();
+                for (path, bytes) in [
+                    (&paths.index, indexer.offset_index.as_bytes()),
+                    (&paths.time_index, indexer.time_index.as_bytes()),
+                ] {
+                    fs::write(path, bytes).map_err(|source| LogError::Io {
+                        op: "write index",
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+                (indexer.offset_index, indexer.time_index, next_offset, indexer.max_timestamp, true)
+            }
+        };
+        let segment =
+            Self { base_offset, next_offset, size, max_timestamp, paths, file: Arc::new(file), map, index, time_index };
+        Ok((segment, rebuilt))
+    }
+
+    /// A stale index (say, from before compaction rewrote the log) can be sane yet wrong:
+    /// check its last entry lands on a batch with the offset it claims.
+    fn index_points_at_batches(bytes: &[u8], base_offset: i64, index: &OffsetIndex) -> bool {
+        let Some((relative, position)) = index.last() else { return true };
+        bytes
+            .get(position as usize..)
+            .and_then(|rest| RecordBatch::split_first(rest).ok())
+            .is_some_and(|(batch, _)| batch.base_offset() == base_offset + i64::from(relative))
+    }
+
+    /// A view for a read at `offset`.
+    pub fn view(&self, offset: i64) -> SegmentView {
+        let relative = offset.saturating_sub(self.base_offset).clamp(0, u32::MAX as i64) as u32;
+        SegmentView {
+            base_offset: self.base_offset,
+            source: match &self.map {
+                Some(map) => ReadSource::Mapped(Arc::clone(map)),
+                None => ReadSource::File(Arc::clone(&self.file)),
+            },
+            size: self.size,
+            start_position: self.index.floor_position(relative),
+            path: self.paths.log.clone(),
+        }
+    }
+
+    /// The segment's bytes (whole batches), for compaction and tiering.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().map_or(&[], |m| &m[..])
+    }
+
+    /// The first offset at or after which records may have `timestamp` or later.
+    pub fn offset_before_timestamp(&self, timestamp: i64) -> Option<i64> {
+        self.time_index.offset_before(timestamp).map(|relative| self.base_offset + i64::from(relative))
+    }
+}

@@ -1,0 +1,407 @@
+//! The log of one partition: append, read, roll, timestamps, retention, compaction,
+//! durability and bad input.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use headwater_core::log::{LogConfig, LogError};
+use headwater_core::record::{BatchIter, Compression};
+
+fn small_segments(bytes: u32) -> LogConfig {
+    LogConfig { segment_bytes: bytes, index_interval_bytes: 128, ..LogConfig::default() }
+}
+
+#[test]
+fn append_assigns_offsets_and_stores_the_producers_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), LogConfig::default());
+    let mut first = batch(&["a", "b", "c"], 1000);
+    let original = first.clone();
+    let info = t.log.append(&mut first, 7).unwrap();
+    assert_eq!((info.first_offset, info.last_offset), (0, 2));
+    let info = t.log.append(&mut batch(&["d"], 1001), 7).unwrap();
+    assert_eq!((info.first_offset, info.last_offset), (3, 3));
+    assert_eq!(t.log.log_end(), 4);
+
+    let read = t.log.read(0, None, 1 << 20).unwrap();
+    let stored = first_batch(&read.records);
+    assert_eq!(stored.base_offset(), 0);
+    assert_eq!(stored.partition_leader_epoch(), 7);
+    // Everything from the magic byte on is exactly what the producer sent.
+    assert_eq!(&stored.as_bytes()[16..], &original[16..]);
+    let all = read_all(&t.log);
+    let values: Vec<_> = all.iter().map(|(o, _, v)| (*o, v.clone().unwrap())).collect();
+    assert_eq!(values, vec![(0, "a".into()), (1, "b".into()), (2, "c".into()), (3, "d".into())]);
+}
+
+#[test]
+fn several_batches_in_one_append_get_consecutive_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), LogConfig::default());
+    let mut both = batch(&["a", "b"], 1);
+    both.extend(batch(&["c"], 2));
+    let info = t.log.append(&mut both, 0).unwrap();
+    assert_eq!((info.first_offset, info.last_offset), (0, 2));
+    let offsets: Vec<_> = read_all(&t.log).into_iter().map(|(o, _, _)| o).collect();
+    assert_eq!(offsets, vec![0, 1, 2]);
+}
+
+#[test]
+fn a_read_from_inside_a_batch_returns_that_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), LogConfig::default());
+    t.log.append(&mut batch(&["a", "b", "c"], 1), 0).unwrap();
+    let read = t.log.read(1, None, 1 << 20).unwrap();
+    assert_eq!(first_batch(&read.records).base_offset(), 0);
+}
+
+#[test]
+fn reads_honour_max_bytes_but_always_return_one_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), LogConfig::default());
+    let big = "x".repeat(1000);
+    for _ in 0..10 {
+        t.log.append(&mut batch(&[&big], 1), 0).unwrap();
+    }
+    let one = t.log.read(0, None, 10).unwrap();
+    assert_eq!(BatchIter::new(&one.records).count(), 1, "a batch larger than max_bytes still comes back whole");
+    let size = one.records.len();
+    let three = t.log.read(0, None, size * 3 + size / 2).unwrap();
+    assert_eq!(three.records.len(), size * 3, "cut at the last whole batch");
+    assert!(BatchIter::new(&three.records).all(|b| b.unwrap().validate().is_ok()));
+}
+
+#[test]
+fn reads_stop_below_max_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), LogConfig::default());
+    for i in 0..5 {
+        t.log.append(&mut batch(&[&i.to_string()], 1), 0).unwrap();
+    }
+    let read = t.log.read(0, Some(3), 1 << 20).unwrap();
+    let offsets: Vec<_> = records(&read.records).into_iter().map(|(o, _, _)| o).collect();
+    assert_eq!(offsets, vec![0, 1, 2]);
+    assert!(t.log.read(3, Some(3), 1 << 20).unwrap().records.is_empty());
+}
+
+#[test]
+fn offsets_outside_the_log_are_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), LogConfig::default());
+    t.log.append(&mut batch(&["a"], 1), 0).unwrap();
+    assert!(t.log.read(1, None, 100).unwrap().records.is_empty(), "the log end itself is a valid, empty read");
+    assert!(matches!(
+        t.log.read(2, None, 100),
+        Err(LogError::OffsetOutOfRange { offset: 2, log_start: 0, log_end: 1 })
+    ));
+    assert!(matches!(t.log.read(-1, None, 100), Err(LogError::OffsetOutOfRange { .. })));
+}
+
+#[test]
+fn segments_roll_on_segment_bytes_and_reads_cross_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), small_segments(4096));
+    let value = "v".repeat(500);
+    for _ in 0..40 {
+        t.log.append(&mut batch(&[&value, &value], 1), 0).unwrap();
+    }
+    assert!(t.log.segment_count() > 5, "rolled into {} segments", t.log.segment_count());
+    let bases = t.log.segment_bases();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.contains(&format!("{:020}.log", bases[1])), "{names:?}");
+    assert!(names.contains(&format!("{:020}.index", bases[0])), "{names:?}");
+    let offsets: Vec<_> = read_all(&t.log).into_iter().map(|(o, _, _)| o).collect();
+    assert_eq!(offsets, (0..80).collect::<Vec<_>>());
+    for offset in [0, 17, 39, 40, 41, 79] {
+        let read = t.log.read(offset, None, 1).unwrap();
+        let batch = first_batch(&read.records);
+        assert!(batch.base_offset() <= offset && offset <= batch.last_offset(), "offset {offset}");
+    }
+}
+
+#[test]
+fn segment_ms_rolls_by_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, shared) = manual_clock(1_000_000);
+    let config = LogConfig { segment_ms: 60_000, ..LogConfig::default() };
+    let t = open_log(dir.path(), config, shared);
+    t.log.append(&mut batch(&["a"], 1_000_000), 0).unwrap();
+    t.log.append(&mut batch(&["b"], 1_000_000), 0).unwrap();
+    assert_eq!(t.log.segment_count(), 1);
+    clock.advance_ms(60_000);
+    t.log.append(&mut batch(&["c"], 1_060_000), 0).unwrap();
+    assert_eq!(t.log.segment_bases(), vec![0, 2]);
+}
+
+#[test]
+fn timestamp_lookup_finds_the_earliest_record_at_or_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), small_segments(2048));
+    // Offsets 0..100 at timestamps 1000, 1010, ...; a few out of order.
+    for i in 0..100i64 {
+        let ts = if i % 17 == 5 { 500 } else { 1000 + i * 10 };
+        t.log.append(&mut batch(&[&"p".repeat(100)], ts), 0).unwrap();
+    }
+    assert!(t.log.segment_count() > 3);
+    assert_eq!(t.log.offset_for_timestamp(0).unwrap(), Some((0, 1000)));
+    assert_eq!(t.log.offset_for_timestamp(1000).unwrap(), Some((0, 1000)));
+    assert_eq!(t.log.offset_for_timestamp(1001).unwrap(), Some((1, 1010)));
+    assert_eq!(t.log.offset_for_timestamp(1500).unwrap(), Some((50, 1500)));
+    assert_eq!(t.log.offset_for_timestamp(1985).unwrap(), Some((99, 1990)));
+    assert_eq!(t.log.offset_for_timestamp(1991).unwrap(), None);
+}
+
+#[test]
+fn retention_ms_deletes_whole_expired_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, shared) = manual_clock(10_000_000);
+    let mut config = small_segments(1024);
+    config.retention_ms = 60_000;
+    let t = open_log(dir.path(), config, shared);
+    let value = "r".repeat(300);
+    for i in 0..30i64 {
+        // Timestamps one second apart, ending at "now".
+        t.log.append(&mut batch(&[&value], 10_000_000 - (29 - i) * 1000), 0).unwrap();
+    }
+    let before = t.log.segment_count();
+    assert_eq!(t.log.apply_retention().unwrap().deleted_segments, 0, "nothing is older than a minute yet");
+    // Records older than 14.5 s before the last one are now past the minute.
+    clock.advance_ms(60_000 - 14_500);
+    let outcome = t.log.apply_retention().unwrap();
+    assert!(outcome.deleted_segments > 0 && t.log.segment_count() < before);
+    let start = t.log.log_start();
+    assert!(start > 0);
+    // What is left is exactly the records whose segments still hold something young enough.
+    let left = read_all(&t.log);
+    assert_eq!(left.first().unwrap().0, start);
+    assert!(matches!(t.log.read(0, None, 100), Err(LogError::OffsetOutOfRange { .. })));
+    // Everything expires eventually, the active segment too; the log end stays.
+    clock.advance_ms(3_600_000);
+    t.log.apply_retention().unwrap();
+    assert_eq!(t.log.log_start(), 30);
+    assert_eq!(t.log.log_end(), 30);
+    assert_eq!(t.log.append(&mut batch(&["after"], 1), 0).unwrap().first_offset, 30);
+}
+
+#[test]
+fn retention_bytes_keeps_the_newest_segments_under_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_segments(1024);
+    config.retention_bytes = 3000;
+    config.retention_ms = -1;
+    let t = open_log_system_clock(dir.path(), config);
+    for _ in 0..40 {
+        t.log.append(&mut batch(&[&"s".repeat(300)], 1), 0).unwrap();
+    }
+    t.log.apply_retention().unwrap();
+    assert!(t.log.size_bytes() <= 3000 + 1024, "size {}", t.log.size_bytes());
+    assert!(t.log.size_bytes() >= 3000 - 1024, "size {}", t.log.size_bytes());
+    assert_eq!(read_all(&t.log).last().unwrap().0, 39);
+}
+
+#[test]
+fn delete_records_moves_the_log_start_and_retention_drops_segments_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_segments(1024);
+    config.retention_ms = -1;
+    let t = open_log_system_clock(dir.path(), config);
+    for _ in 0..20 {
+        t.log.append(&mut batch(&[&"d".repeat(300)], 1), 0).unwrap();
+    }
+    assert_eq!(t.log.advance_log_start(12).unwrap(), 12);
+    assert!(matches!(t.log.read(11, None, 10), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(t.log.apply_retention().unwrap().deleted_segments > 0);
+    assert_eq!(read_all(&t.log).first().unwrap().0, 12);
+    assert!(t.log.advance_log_start(21).is_err());
+}
+
+#[test]
+fn compaction_keeps_the_latest_record_per_key_and_expires_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, shared) = manual_clock(1_000_000);
+    let mut config = small_segments(512);
+    config.cleanup_policy.compact = true;
+    config.cleanup_policy.delete = false;
+    config.delete_retention_ms = 100_000;
+    let t = open_log(dir.path(), config, shared);
+    for round in 0..10 {
+        for key in ["a", "b", "c"] {
+            let value = format!("{key}{round}");
+            t.log.append(&mut keyed_batch(&[(Some(key), Some(&value))], 1_000_000, Compression::Lz4), 0).unwrap();
+        }
+    }
+    // A tombstone for "b", then enough data to seal everything of interest.
+    t.log.append(&mut keyed_batch(&[(Some("b"), None)], 1_000_000, Compression::None), 0).unwrap();
+    for i in 0..5 {
+        t.log
+            .append(&mut keyed_batch(&[(Some("z"), Some(&"z".repeat(200 + i)))], 1_000_000, Compression::None), 0)
+            .unwrap();
+    }
+    t.log.force_roll().unwrap();
+    let before = read_all(&t.log).len();
+    let outcome = t.log.compact().unwrap();
+    assert!(outcome.records_removed > 0 && outcome.bytes_after < outcome.bytes_before, "{outcome:?}");
+    let after = read_all(&t.log);
+    assert!(after.len() < before);
+    let of = |key: &str| after.iter().filter(|(_, k, _)| k.as_deref() == Some(key)).cloned().collect::<Vec<_>>();
+    assert_eq!(of("a"), vec![(27, Some("a".into()), Some("a9".into()))], "offsets never change");
+    assert_eq!(of("c"), vec![(29, Some("c".into()), Some("c9".into()))]);
+    assert_eq!(of("b"), vec![(30, Some("b".into()), None)], "a young tombstone stays");
+    assert_eq!(of("z").len(), 1);
+    // Past delete.retention.ms the tombstone goes too.
+    clock.advance_ms(100_001);
+    t.log.compact().unwrap();
+    let after = read_all(&t.log);
+    assert!(after.iter().all(|(_, k, _)| k.as_deref() != Some("b")), "{after:?}");
+    // The log still appends after its last offset, and reopening gives the same records.
+    assert_eq!(t.log.append(&mut batch(&["next"], 1), 0).unwrap().first_offset, 36);
+    let expected = read_all(&t.log);
+    t.log.close().unwrap();
+    drop(t);
+    let (_, shared) = manual_clock(1_200_000);
+    let mut config = small_segments(512);
+    config.cleanup_policy.compact = true;
+    let reopened = open_log(dir.path(), config, shared);
+    assert_eq!(read_all(&reopened.log), expected);
+}
+
+#[test]
+fn compaction_respects_min_compaction_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, shared) = manual_clock(1_000_000);
+    let mut config = small_segments(256);
+    config.cleanup_policy.compact = true;
+    config.min_compaction_lag_ms = 10_000;
+    let t = open_log(dir.path(), config, shared);
+    for i in 0..10 {
+        t.log
+            .append(
+                &mut keyed_batch(
+                    &[(Some("k"), Some(&format!("{i}{}", "x".repeat(200))))],
+                    1_000_000,
+                    Compression::None,
+                ),
+                0,
+            )
+            .unwrap();
+    }
+    t.log.force_roll().unwrap();
+    assert_eq!(t.log.compact().unwrap().segments_cleaned, 0, "too young to compact");
+    clock.advance_ms(10_000);
+    assert!(t.log.compact().unwrap().segments_cleaned > 0);
+    assert_eq!(read_all(&t.log).len(), 1);
+}
+
+#[test]
+fn compaction_does_not_block_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_segments(4096);
+    config.cleanup_policy.compact = true;
+    let t = open_log_system_clock(dir.path(), config);
+    for i in 0..2000 {
+        let key = format!("k{}", i % 50);
+        t.log.append(&mut keyed_batch(&[(Some(&key), Some(&"v".repeat(100)))], 1, Compression::Snappy), 0).unwrap();
+    }
+    t.log.force_roll().unwrap();
+    let log = Arc::clone(&t.log);
+    let appender = std::thread::spawn(move || {
+        for i in 0..2000 {
+            let key = format!("k{}", i % 50);
+            log.append(&mut keyed_batch(&[(Some(&key), Some("new"))], 2, Compression::None), 0).unwrap();
+        }
+    });
+    let outcome = t.log.compact().unwrap();
+    appender.join().unwrap();
+    assert!(outcome.segments_cleaned > 0);
+    let all = read_all(&t.log);
+    let offsets: Vec<i64> = all.iter().map(|(o, _, _)| *o).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets stay ordered");
+    assert_eq!(*offsets.last().unwrap(), 3999);
+    assert_eq!(all.iter().filter(|(_, _, v)| v.as_deref() == Some("new")).count(), 2000);
+}
+
+#[test]
+fn bad_batches_are_rejected_with_typed_errors_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { max_message_bytes: 2000, ..LogConfig::default() };
+    let t = open_log_system_clock(dir.path(), config);
+    t.log.append(&mut batch(&["good"], 1), 0).unwrap();
+    let good = batch(&["x"], 1);
+
+    let mut wrong_crc = good.clone();
+    *wrong_crc.last_mut().unwrap() ^= 1;
+    let mut wrong_magic = good.clone();
+    wrong_magic[16] = 0;
+    let mut runs_past = good.clone();
+    runs_past[8..12].copy_from_slice(&1000i32.to_be_bytes());
+    let mut good_then_bad = good.clone();
+    good_then_bad.extend_from_slice(&wrong_crc);
+    let mut too_large = batch(&[&"L".repeat(3000)], 1);
+    let mut empty: Vec<u8> = Vec::new();
+
+    for (name, bytes) in [
+        ("wrong crc", &mut wrong_crc),
+        ("wrong magic", &mut wrong_magic),
+        ("length past the buffer", &mut runs_past),
+        ("a good batch then a bad one", &mut good_then_bad),
+        ("too large", &mut too_large),
+        ("empty", &mut empty),
+    ] {
+        let error = t.log.append(bytes, 0).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                LogError::InvalidRecords { .. } | LogError::RecordTooLarge { .. } | LogError::InvalidAppend { .. }
+            ),
+            "{name}: {error:?}"
+        );
+    }
+    assert_eq!(t.log.log_end(), 1, "nothing was stored");
+    assert_eq!(read_all(&t.log).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_appends_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), LogConfig::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let log = Arc::clone(&t.log);
+        tasks.spawn(async move {
+            let info = log.append(&mut batch(&[&i.to_string()], 1), 0).unwrap();
+            log.wait_flushed(info.last_offset + 1).await.unwrap();
+            info.last_offset
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let last = done.unwrap();
+        assert!(t.log.flushed() > last);
+    }
+    assert_eq!(t.log.flushed(), 200);
+}
+
+#[test]
+fn a_clean_reopen_keeps_offsets_segments_and_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_segments(1024);
+    config.retention_ms = -1;
+    let expected;
+    {
+        let t = open_log_system_clock(dir.path(), config.clone());
+        for i in 0..50 {
+            t.log.append(&mut batch(&[&format!("{i:0>200}")], i), 0).unwrap();
+        }
+        t.log.advance_log_start(3).unwrap();
+        expected = read_all(&t.log);
+        t.log.close().unwrap();
+    }
+    let t = open_log_system_clock(dir.path(), config);
+    assert_eq!(t.log.log_start(), 3);
+    assert_eq!(t.log.log_end(), 50);
+    assert_eq!(read_all(&t.log), expected);
+    assert_eq!(t.log.offset_for_timestamp(25).unwrap(), Some((25, 25)));
+    assert_eq!(t.log.append(&mut batch(&["more"], 1), 0).unwrap().first_offset, 50);
+}
