@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -123,6 +123,8 @@ pub struct Log {
     flush_state: watch::Sender<FlushState>,
     log_end_watch: watch::Sender<i64>,
     flush_requested: AtomicBool,
+    /// Completed flushes, to show how many appends shared each (group commit).
+    flush_count: AtomicU64,
     context: LogContext,
 }
 
@@ -171,11 +173,20 @@ impl Log {
                 continue;
             }
             if base < recover_from && !is_last {
-                let (segment, rebuilt) = SealedSegment::open(dir, base, interval)?;
-                report.rebuilt_indexes += usize::from(rebuilt);
-                expected_next = Some(segment.next_offset);
-                sealed.insert(base, Arc::new(segment));
-                continue;
+                match SealedSegment::open(dir, base, interval) {
+                    Ok((segment, rebuilt)) => {
+                        report.rebuilt_indexes += usize::from(rebuilt);
+                        expected_next = Some(segment.next_offset);
+                        sealed.insert(base, Arc::new(segment));
+                        continue;
+                    }
+                    // Damage below the recovery point (a bad disk): validate this segment
+                    // batch by batch like an unflushed one.
+                    Err(LogError::CorruptSegment { path, position }) => {
+                        tracing::warn!(segment = %path.display(), position, "corrupt segment below the recovery point");
+                    }
+                    Err(error) => return Err(error),
+                }
             }
             let (segment, tail) = ActiveSegment::recover(dir, base, interval, now)?;
             report.recovered_segments += 1;
@@ -226,6 +237,7 @@ impl Log {
             flush_state: watch::Sender::new(FlushState { flushed: log_end, failed: false }),
             log_end_watch: watch::Sender::new(log_end),
             flush_requested: AtomicBool::new(false),
+            flush_count: AtomicU64::new(0),
             context,
         });
         Ok((log, report))
@@ -250,6 +262,10 @@ impl Log {
     /// The offset below which every batch is on disk (fsynced).
     pub fn flushed(&self) -> i64 {
         self.flush_state.borrow().flushed
+    }
+    /// Flushes completed since the log was opened.
+    pub fn flush_count(&self) -> u64 {
+        self.flush_count.load(Ordering::Relaxed)
     }
     /// Bytes on local disk.
     pub fn size_bytes(&self) -> u64 {
@@ -544,6 +560,7 @@ impl Log {
             self.flush_state.send_modify(|s| s.failed = true);
             return Err(error);
         }
+        self.flush_count.fetch_add(1, Ordering::Relaxed);
         self.flush_state.send_if_modified(|s| {
             let moved = end > s.flushed;
             s.flushed = s.flushed.max(end);

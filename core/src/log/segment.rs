@@ -307,8 +307,14 @@ impl ActiveSegment {
                         break;
                     }
                 };
-                if batch.base_offset() < next_offset || valid + batch.size() as u64 > u64::from(u32::MAX) {
-                    reason = Some(format!("batch at offset {} out of order", batch.base_offset()));
+                // Offsets must increase and stay within what the u32 relative offsets of
+                // the indexes can name; positions within what u32 positions can.
+                if batch.base_offset() < next_offset
+                    || batch.next_offset() - base_offset > i64::from(u32::MAX)
+                    || batch.last_offset_delta() < 0
+                    || valid + batch.size() as u64 > u64::from(u32::MAX)
+                {
+                    reason = Some(format!("batch at offset {} out of order or out of range", batch.base_offset()));
                     break;
                 }
                 indexer.on_batch(&batch, valid as u32);
@@ -492,10 +498,12 @@ impl SealedSegment {
                 let mut next_offset = base_offset;
                 let mut position = 0u32;
                 for batch in BatchIter::new(bytes) {
-                    let batch = batch.map_err(|_| LogError::CorruptSegment {
-                        path: paths.log.clone(),
-                        position: u64::from(position),
-                    })?;
+                    let corrupt =
+                        || LogError::CorruptSegment { path: paths.log.clone(), position: u64::from(position) };
+                    let batch = batch.map_err(|_| corrupt())?;
+                    if batch.base_offset() < next_offset || batch.next_offset() - base_offset > i64::from(u32::MAX) {
+                        return Err(corrupt());
+                    }
                     indexer.on_batch(&batch, position);
                     position += batch.size() as u32;
                     next_offset = batch.next_offset();

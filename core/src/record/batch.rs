@@ -149,12 +149,13 @@ impl<'a> RecordBatch<'a> {
         i64_at(self.bytes, BASE_OFFSET_AT)
     }
     /// The offset of the batch's last record (kept by compaction even if that record is gone).
+    /// Saturates rather than overflow on a corrupt header; the log rejects such batches.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset() + i64::from(self.last_offset_delta())
+        self.base_offset().saturating_add(i64::from(self.last_offset_delta()))
     }
     /// The offset after this batch: where the next batch starts.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
     pub fn partition_leader_epoch(&self) -> i32 {
         i32_at(self.bytes, LEADER_EPOCH_AT)
