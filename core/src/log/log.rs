@@ -116,8 +116,12 @@ pub struct Log {
     dir: PathBuf,
     config: RwLock<Arc<LogConfig>>,
     state: Mutex<LogState>,
-    /// Serialises the slow maintenance jobs (retention, compaction) and checkpoint writes.
+    /// Serialises the slow maintenance jobs (retention, compaction, DeleteRecords).
     maintenance: Mutex<()>,
+    /// Serialises checkpoint writes, each of the state as it is when the lock is taken,
+    /// so an older snapshot never lands after a newer one. Held only for the write: the
+    /// flusher must never wait behind a long compaction.
+    checkpoint_lock: Mutex<()>,
     /// Serialises flushes so the recovery point only moves over synced segments.
     flush_lock: Mutex<()>,
     flush_state: watch::Sender<FlushState>,
@@ -233,6 +237,7 @@ impl Log {
             config: RwLock::new(Arc::new(config)),
             state: Mutex::new(state),
             maintenance: Mutex::new(()),
+            checkpoint_lock: Mutex::new(()),
             flush_lock: Mutex::new(()),
             flush_state: watch::Sender::new(FlushState { flushed: log_end, failed: false }),
             log_end_watch: watch::Sender::new(log_end),
@@ -567,18 +572,23 @@ impl Log {
             moved
         });
         // Segments below the active one at the snapshot are synced, indexes included.
-        let checkpoint = {
+        let moved = {
             let mut state = self.lock();
-            (active_base > state.recovery_point).then(|| {
-                state.recovery_point = active_base;
-                state.checkpoint()
-            })
+            let moved = active_base > state.recovery_point;
+            state.recovery_point = state.recovery_point.max(active_base);
+            moved
         };
-        if let Some(checkpoint) = checkpoint {
-            let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
-            checkpoint.write(&self.dir)?;
+        if moved {
+            self.write_checkpoint()?;
         }
         Ok(())
+    }
+
+    /// Writes the partition checkpoint as the state is now.
+    fn write_checkpoint(&self) -> Result<(), LogError> {
+        let _serial = self.checkpoint_lock.lock().expect("checkpoint lock poisoned");
+        let checkpoint = self.lock().checkpoint();
+        checkpoint.write(&self.dir)
     }
 
     /// Flushes and writes the checkpoint; the log can be dropped after this.
@@ -587,9 +597,7 @@ impl Log {
     /// As [`Self::flush`].
     pub fn close(&self) -> Result<(), LogError> {
         self.flush()?;
-        let checkpoint = self.lock().checkpoint();
-        let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
-        checkpoint.write(&self.dir)
+        self.write_checkpoint()
     }
 
     /// Moves the log start offset forward (Kafka's DeleteRecords); whole segments below it
@@ -598,8 +606,7 @@ impl Log {
     /// # Errors
     /// [`LogError::OffsetOutOfRange`] past the log end, [`LogError::Io`] for the checkpoint.
     pub fn advance_log_start(&self, offset: i64) -> Result<i64, LogError> {
-        let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
-        let checkpoint = {
+        let log_start = {
             let mut state = self.lock();
             if offset > state.log_end() {
                 return Err(LogError::OffsetOutOfRange {
@@ -610,10 +617,10 @@ impl Log {
             }
             state.log_start = state.log_start.max(offset);
             state.clean_offset = state.clean_offset.max(state.log_start);
-            state.checkpoint()
+            state.log_start
         };
-        checkpoint.write(&self.dir)?;
-        Ok(checkpoint.log_start)
+        self.write_checkpoint()?;
+        Ok(log_start)
     }
 
     /// Deletes whole segments past `retention.ms` (by their newest timestamp) and past
@@ -627,7 +634,7 @@ impl Log {
         let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
         let config = self.config();
         let now = self.context.clock.now_ms();
-        let (doomed, checkpoint) = {
+        let doomed = {
             let mut state = self.lock();
             let time_limit =
                 (config.cleanup_policy.delete && config.retention_ms >= 0).then(|| now - config.retention_ms);
@@ -662,11 +669,11 @@ impl Log {
             state.log_start = state.log_start.max(first);
             state.clean_offset = state.clean_offset.max(state.log_start);
             state.dir_dirty = true;
-            (doomed, state.checkpoint())
+            doomed
         };
         // The new log start is durable before any file goes, so a crash between the two
         // never shows a log start below the first segment.
-        checkpoint.write(&self.dir)?;
+        self.write_checkpoint()?;
         let mut outcome = RetentionOutcome::default();
         for segment in doomed {
             segment.paths.remove()?;
@@ -710,7 +717,7 @@ impl Log {
             return Ok(cleaner::CompactionOutcome::default());
         }
         let cleaned = cleaner::clean(&self.dir, &plan, &config, now)?;
-        let checkpoint = {
+        {
             let mut state = self.lock();
             for (old, new) in cleaned.segments {
                 match state.sealed.get(&old.base_offset) {
@@ -735,9 +742,8 @@ impl Log {
             }
             state.dir_dirty = true;
             state.clean_offset = state.clean_offset.max(plan.clean_up_to);
-            state.checkpoint()
-        };
-        checkpoint.write(&self.dir)?;
+        }
+        self.write_checkpoint()?;
         Ok(cleaned.outcome)
     }
 }
