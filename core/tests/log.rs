@@ -257,7 +257,10 @@ fn compaction_keeps_the_latest_record_per_key_and_expires_tombstones() {
     let after = read_all(&t.log);
     assert!(after.iter().all(|(_, k, _)| k.as_deref() != Some("b")), "{after:?}");
     // The log still appends after its last offset, and reopening gives the same records.
-    assert_eq!(t.log.append(&mut batch(&["next"], 1), 0).unwrap().first_offset, 36);
+    assert_eq!(
+        t.log.append(&mut keyed_batch(&[(Some("n"), Some("next"))], 1, Compression::None), 0).unwrap().first_offset,
+        36
+    );
     let expected = read_all(&t.log);
     t.log.close().unwrap();
     drop(t);
@@ -404,4 +407,75 @@ fn a_clean_reopen_keeps_offsets_segments_and_log_start() {
     assert_eq!(read_all(&t.log), expected);
     assert_eq!(t.log.offset_for_timestamp(25).unwrap(), Some((25, 25)));
     assert_eq!(t.log.append(&mut batch(&["more"], 1), 0).unwrap().first_offset, 50);
+}
+
+#[test]
+fn records_inside_a_batch_are_validated_like_kafka_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), LogConfig::default());
+    // Two records whose offset deltas read 1, 1 instead of 0, 1; the CRC is made to match.
+    let mut bad = batch(&["a", "b"], 1);
+    assert_eq!(bad[64], 0, "first record's offset delta");
+    bad[64] = 2; // zig-zag 1
+    let crc = crc32c::crc32c(&bad[21..]);
+    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(t.log.append(&mut bad, 0), Err(LogError::InvalidRecords { .. })));
+    assert_eq!(t.log.log_end(), 0);
+
+    let compacted = LogConfig {
+        cleanup_policy: headwater_core::log::CleanupPolicy { delete: false, compact: true },
+        ..LogConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), compacted);
+    let error = t.log.append(&mut batch(&["no key"], 1), 0).unwrap_err();
+    assert!(matches!(error, LogError::InvalidAppend { .. }), "{error}");
+    t.log.append(&mut keyed_batch(&[(Some("k"), Some("v"))], 1, Compression::Gzip), 0).unwrap();
+}
+
+#[test]
+fn segments_without_timestamps_expire_by_file_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = {
+        use headwater_core::log::Clock;
+        headwater_core::log::SystemClock.now_ms()
+    };
+    let (clock, shared) = manual_clock(now);
+    let config = LogConfig { retention_ms: 60_000, ..small_segments(1024) };
+    let t = open_log(dir.path(), config, shared);
+    for _ in 0..10 {
+        t.log.append(&mut batch(&[&"n".repeat(300)], -1), 0).unwrap();
+    }
+    assert!(t.log.segment_count() > 2);
+    assert_eq!(t.log.apply_retention().unwrap().deleted_segments, 0, "written just now");
+    clock.advance_ms(120_000);
+    assert!(t.log.apply_retention().unwrap().deleted_segments > 0);
+}
+
+#[test]
+fn a_tombstone_outlives_its_first_compaction_whatever_its_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, shared) = manual_clock(1_000_000_000);
+    let config = LogConfig {
+        cleanup_policy: headwater_core::log::CleanupPolicy { delete: false, compact: true },
+        delete_retention_ms: 1_000,
+        ..small_segments(256)
+    };
+    let t = open_log(dir.path(), config, shared);
+    // Replayed data: producer timestamps from long ago.
+    t.log.append(&mut keyed_batch(&[(Some("k"), Some("old value"))], 0, Compression::None), 0).unwrap();
+    t.log.append(&mut keyed_batch(&[(Some("k"), None)], 0, Compression::None), 0).unwrap();
+    t.log.force_roll().unwrap();
+    t.log.compact().unwrap();
+    // The value is gone; the tombstone stays delete.retention.ms from this compaction, so
+    // a consumer that read the value still sees the delete.
+    assert_eq!(read_all(&t.log), vec![(1, Some("k".into()), None)]);
+    let read = t.log.read(1, None, 1 << 20).unwrap();
+    assert_eq!(first_batch(&read.records).delete_horizon_ms(), Some(1_000_001_000));
+    clock.advance_ms(999);
+    t.log.compact().unwrap();
+    assert_eq!(read_all(&t.log).len(), 1);
+    clock.advance_ms(1);
+    t.log.compact().unwrap();
+    assert!(read_all(&t.log).is_empty());
 }

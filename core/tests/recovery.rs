@@ -158,3 +158,27 @@ fn leftovers_of_an_interrupted_compaction_are_removed() {
     assert!(!leftover.exists());
     assert_eq!(read_all(&t.log), all);
 }
+
+#[test]
+fn an_empty_segment_left_by_a_crash_after_a_roll_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = fill(dir.path());
+    // A roll created the next segment, then the process died before writing to it, and a
+    // later run rolled again past it.
+    let logs = files(dir.path(), "log");
+    let last_base: i64 = logs.last().unwrap().file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let t = open_log_system_clock(dir.path(), config());
+    let end = t.log.log_end();
+    t.log.close().unwrap();
+    drop(t);
+    std::fs::write(dir.path().join(format!("{:020}.log", end)), b"").unwrap();
+    std::fs::write(dir.path().join(format!("{:020}.log", end + 1_000)), b"").unwrap();
+    let t = open_log_system_clock(dir.path(), config());
+    assert!(!dir.path().join(format!("{end:020}.log")).exists());
+    assert_eq!(read_all(&t.log), all);
+    assert!(last_base < end);
+    // The log carries on from the last empty segment's base, which the log end now is.
+    let next = t.log.append(&mut batch(&["next"], 1), 0).unwrap().first_offset;
+    assert_eq!(next, end + 1_000);
+    assert_eq!(read_all(&t.log).last().unwrap().0, end + 1_000);
+}

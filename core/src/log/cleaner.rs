@@ -4,14 +4,19 @@
 //!  plan:  sealed segments old enough (min.compaction.lag.ms), oldest first
 //!  map:   key -> offset of its latest record, over the planned segments
 //!  clean: each segment rewritten to <base>.log.cleaned, keeping a record only if it is
-//!         its key's latest; tombstones dropped once older than delete.retention.ms
+//!         its key's latest; a kept tombstone's batch gets a delete horizon (KIP-534):
+//!         now + delete.retention.ms; a later pass past that horizon drops the tombstone
 //!  swap:  under the log's lock: drop old indexes, rename over the .log, reindex
 //! ```
 //!
 //! Batches whose records all survive are copied byte for byte; others are rebuilt with
 //! the same base offset, producer fields and codec, so offsets never change and a batch's
 //! offset range is kept (its last offset delta too). The active segment is never touched,
-//! so appends go on while segments are cleaned.
+//! so appends go on while segments are cleaned. A batch whose records cannot be decoded
+//! or are out of order is copied unchanged: compaction never loses what it cannot read.
+//!
+//! Transactions do not exist yet; when they do, aborted records must not shadow
+//! committed ones here.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -72,6 +77,8 @@ impl CleanedSegment {
 pub struct Cleaned {
     pub segments: Vec<(Arc<SealedSegment>, CleanedSegment)>,
     pub outcome: CompactionOutcome,
+    /// The offset after the last segment cleaned (the dedupe buffer may stop a pass early).
+    pub clean_up_to: i64,
 }
 
 /// Chooses the sealed segments that may be compacted now.
@@ -105,12 +112,11 @@ pub fn clean(dir: &Path, plan: &CompactionPlan, config: &LogConfig, now_ms: i64)
             if batch.is_control() {
                 continue;
             }
-            let records = batch.records(MAX_DECOMPRESSED_BYTES).map_err(records_error(segment))?;
-            for record in records.iter() {
-                let record = record.map_err(records_error(segment))?;
+            let Ok(records) = batch.records(MAX_DECOMPRESSED_BYTES) else { continue };
+            for record in records.iter().map_while(Result::ok) {
                 if let Some(key) = record.key {
                     match latest.get_mut(key) {
-                        Some(offset) => *offset = record.offset,
+                        Some(offset) => *offset = (*offset).max(record.offset),
                         None => {
                             map_bytes += key.len() + 48;
                             latest.insert(key.to_vec(), record.offset);
@@ -126,9 +132,10 @@ pub fn clean(dir: &Path, plan: &CompactionPlan, config: &LogConfig, now_ms: i64)
     }
 
     // Pass 2: rewrite each mapped segment.
-    let mut cleaned = Cleaned { segments: Vec::new(), outcome: CompactionOutcome::default() };
+    let clean_up_to = plan.segments[..mapped].last().map_or(plan.clean_up_to, |s| s.next_offset);
+    let mut cleaned = Cleaned { segments: Vec::new(), outcome: CompactionOutcome::default(), clean_up_to };
+    let horizon = now_ms.saturating_add(config.delete_retention_ms);
     for segment in &plan.segments[..mapped] {
-        let drop_tombstones = segment.max_timestamp < now_ms.saturating_sub(config.delete_retention_ms);
         let paths = cleaned_paths(dir, segment.base_offset);
         let tmp_path = paths.log.clone();
         let io = |op| {
@@ -141,7 +148,7 @@ pub fn clean(dir: &Path, plan: &CompactionPlan, config: &LogConfig, now_ms: i64)
         let mut written = 0u64;
         for batch in BatchIter::new(segment.bytes()) {
             let batch = batch.map_err(records_error(segment))?;
-            let (kept, removed) = filter_batch(&batch, &latest, drop_tombstones).map_err(records_error(segment))?;
+            let (kept, removed) = filter_batch(&batch, &latest, now_ms, horizon);
             cleaned.outcome.records_removed += removed;
             let bytes = match &kept {
                 Kept::All => batch.as_bytes(),
@@ -160,10 +167,11 @@ pub fn clean(dir: &Path, plan: &CompactionPlan, config: &LogConfig, now_ms: i64)
         })?;
         file.sync_data().map_err(io("sync cleaned segment"))?;
         indexer.finish();
+        // Synced before the rename: they land below the recovery point.
         for (path, bytes) in
             [(&paths.index, indexer.offset_index.as_bytes()), (&paths.time_index, indexer.time_index.as_bytes())]
         {
-            fs::write(path, bytes).map_err(|source| LogError::Io {
+            fs::write(path, bytes).and_then(|()| File::open(path)?.sync_all()).map_err(|source| LogError::Io {
                 op: "write cleaned index",
                 path: path.clone(),
                 source,
@@ -186,39 +194,53 @@ enum Kept {
     Rebuilt(Vec<u8>),
 }
 
-fn filter_batch(
-    batch: &RecordBatch<'_>,
-    latest: &HashMap<Vec<u8>, i64>,
-    drop_tombstones: bool,
-) -> Result<(Kept, u64), RecordError> {
+/// Decides what of a batch survives. Never fails: what it cannot read it keeps as is.
+fn filter_batch(batch: &RecordBatch<'_>, latest: &HashMap<Vec<u8>, i64>, now_ms: i64, horizon_ms: i64) -> (Kept, u64) {
     if batch.is_control() {
-        return Ok((Kept::All, 0));
+        return (Kept::All, 0);
     }
-    let records = batch.records(MAX_DECOMPRESSED_BYTES)?;
-    let mut keep = Vec::new();
-    let mut total = 0u64;
-    for record in records.iter() {
-        let record = record?;
-        total += 1;
+    let Ok(records) = batch.records(MAX_DECOMPRESSED_BYTES) else { return (Kept::All, 0) };
+    let Ok(records) = records.iter().collect::<Result<Vec<_>, _>>() else { return (Kept::All, 0) };
+    let in_order = records.windows(2).all(|w| w[0].offset < w[1].offset)
+        && records.first().is_none_or(|r| r.offset >= batch.base_offset())
+        && records.last().is_none_or(|r| r.offset <= batch.last_offset());
+    if !in_order {
+        return (Kept::All, 0);
+    }
+    let existing_horizon = batch.delete_horizon_ms();
+    let mut needs_horizon = false;
+    let mut keep = Vec::with_capacity(records.len());
+    for record in &records {
         let superseded = record.key.is_some_and(|key| latest.get(key).is_some_and(|&o| o > record.offset));
-        let expired_tombstone = record.value.is_none() && drop_tombstones;
-        if !superseded && !expired_tombstone {
-            keep.push(record);
+        if superseded {
+            continue;
         }
+        if record.value.is_none() {
+            match existing_horizon {
+                Some(horizon) if now_ms >= horizon => continue,
+                Some(_) => {}
+                None => needs_horizon = true,
+            }
+        }
+        keep.push(record);
     }
-    let removed = total - keep.len() as u64;
-    if removed == 0 {
-        return Ok((Kept::All, 0));
+    let removed = (records.len() - keep.len()) as u64;
+    if removed == 0 && !needs_horizon {
+        return (Kept::All, 0);
     }
     if keep.is_empty() {
-        return Ok((Kept::None, removed));
+        return (Kept::None, removed);
     }
-    let mut builder = BatchBuilder::new(batch.compression()?)
+    let Ok(codec) = batch.compression() else { return (Kept::All, 0) };
+    let mut builder = BatchBuilder::new(codec)
         .base_offset(batch.base_offset())
         .partition_leader_epoch(batch.partition_leader_epoch())
         .producer(batch.producer_id(), batch.producer_epoch(), batch.base_sequence())
         .transactional(batch.is_transactional())
         .log_append_time(batch.is_log_append_time());
+    if let Some(horizon) = existing_horizon.or(needs_horizon.then_some(horizon_ms)) {
+        builder = builder.delete_horizon(horizon);
+    }
     for record in &keep {
         let headers: Vec<(&[u8], Option<&[u8]>)> = record.headers.iter().map(|h| (h.key, h.value)).collect();
         let delta = (record.offset - batch.base_offset()) as i32;
@@ -227,8 +249,10 @@ fn filter_batch(
             NewRecord { timestamp: record.timestamp, key: record.key, value: record.value, headers: &headers },
         );
     }
-    let bytes = builder.last_offset_delta(batch.last_offset_delta()).build()?;
-    Ok((Kept::Rebuilt(bytes), removed))
+    match builder.last_offset_delta(batch.last_offset_delta()).build() {
+        Ok(bytes) => (Kept::Rebuilt(bytes), removed),
+        Err(_) => (Kept::All, 0),
+    }
 }
 
 fn cleaned_paths(dir: &Path, base_offset: i64) -> SegmentPaths {

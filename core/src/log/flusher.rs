@@ -61,7 +61,9 @@ impl Flusher {
 
 impl Drop for Flusher {
     fn drop(&mut self) {
+        // Set under the queue lock so the thread cannot miss it between check and wait.
         self.shared.stopped.store(true, Ordering::Release);
+        drop(self.shared.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         self.shared.wake.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -71,13 +73,17 @@ impl Drop for Flusher {
 
 impl FlushHandle {
     pub(super) fn enqueue(&self, log: Arc<Log>) {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Checked under the lock: the thread drains the queue under it before it exits.
         if self.shared.stopped.load(Ordering::Acquire) {
+            drop(queue);
             // No thread to do it: flush here rather than leave a waiter hanging.
             log.clear_flush_request();
             let _ = log.flush();
             return;
         }
-        self.shared.queue.lock().expect("flush queue lock").push_back(log);
+        queue.push_back(log);
+        drop(queue);
         self.shared.wake.notify_one();
     }
 }
@@ -85,9 +91,9 @@ impl FlushHandle {
 fn run(shared: &Shared) {
     loop {
         let batch: Vec<Arc<Log>> = {
-            let mut queue = shared.queue.lock().expect("flush queue lock");
+            let mut queue = shared.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             while queue.is_empty() && !shared.stopped.load(Ordering::Acquire) {
-                queue = shared.wake.wait(queue).expect("flush queue lock");
+                queue = shared.wake.wait(queue).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             if queue.is_empty() {
                 return;

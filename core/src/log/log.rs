@@ -27,7 +27,7 @@ use super::config::LogConfig;
 use super::flusher::FlushHandle;
 use super::segment::{ActiveSegment, SealedSegment, SegmentPaths, SegmentView};
 use super::{LogError, cleaner};
-use crate::record::{BatchIter, RecordBatch, assign_offset};
+use crate::record::{BatchIter, RecordBatch, RecordError, assign_offset};
 
 /// What a log needs from its surroundings.
 #[derive(Debug, Clone)]
@@ -178,8 +178,18 @@ impl Log {
             }
             if base < recover_from && !is_last {
                 match SealedSegment::open(dir, base, interval) {
+                    Ok((segment, _)) if segment.size == 0 => {
+                        // An empty segment in the middle (a crash right after a roll)
+                        // holds nothing and would only confuse reads.
+                        SegmentPaths::new(dir, base).remove()?;
+                        report.deleted_segments += 1;
+                        continue;
+                    }
                     Ok((segment, rebuilt)) => {
-                        report.rebuilt_indexes += usize::from(rebuilt);
+                        if rebuilt {
+                            report.rebuilt_indexes += 1;
+                            segment.sync()?;
+                        }
                         expected_next = Some(segment.next_offset);
                         sealed.insert(base, Arc::new(segment));
                         continue;
@@ -199,11 +209,21 @@ impl Log {
                     reason = tail.reason.as_deref().unwrap_or(""), "truncated the log's tail during recovery");
                 report.truncated_bytes += tail.truncated_bytes;
             }
+            if segment.is_empty() && !is_last && tail.truncated_bytes == 0 {
+                let paths = segment.paths.clone();
+                drop(segment);
+                paths.remove()?;
+                report.deleted_segments += 1;
+                continue;
+            }
             expected_next = Some(segment.next_offset);
             if is_last || tail.truncated_bytes > 0 {
                 active = Some(segment);
             } else {
+                // Validated, but possibly only in the page cache: make it durable before
+                // the recovery point moves past it.
                 let segment = segment.seal()?;
+                segment.sync()?;
                 report.rebuilt_indexes += 1;
                 sealed.insert(base, Arc::new(segment));
             }
@@ -212,16 +232,16 @@ impl Log {
             Some(active) => active,
             None => {
                 let base = expected_next.unwrap_or(checkpoint.log_start.max(0));
-                let active = ActiveSegment::create(dir, base, interval, now)?;
-                sync_dir(dir)?;
-                active
+                ActiveSegment::create(dir, base, interval, now)?
             }
         };
         let first_base = sealed.keys().next().copied().unwrap_or(active.base_offset);
         let log_end = active.next_offset;
         let log_start = checkpoint.log_start.clamp(first_base, log_end);
-        // What survived recovery is on disk now; make it durable before serving it.
+        // What survived recovery is on disk now; make it durable, with the directory's
+        // creations and removals, before the checkpoint says so and before serving it.
         active.file.sync_data().map_err(io("sync segment", &active.paths.log))?;
+        sync_dir(dir)?;
         let state = LogState {
             sealed,
             recovery_point: active.base_offset,
@@ -319,6 +339,7 @@ impl Log {
                     reason: "a producer's batch must hold records with consecutive offsets",
                 });
             }
+            validate_records(&batch, &config)?;
             sizes.push(batch.size());
             offsets += i64::from(batch.last_offset_delta()) + 1;
             max_timestamp = max_timestamp.max(batch.max_timestamp());
@@ -365,13 +386,21 @@ impl Log {
             || active.next_offset + offsets - active.base_offset > i64::from(u32::MAX)
     }
 
-    /// Seals the active segment and starts a new one at the log end.
+    /// Seals the active segment and starts a new one at the log end. If either step
+    /// fails, the old segment stays active and nothing is lost.
     fn roll(&self, state: &mut LogState) -> Result<(), LogError> {
         let base = state.log_end();
         let interval = self.config().index_interval_bytes;
         let fresh = ActiveSegment::create(&self.dir, base, interval, self.context.clock.now_ms())?;
+        let map = match state.active.prepare_seal() {
+            Ok(map) => map,
+            Err(error) => {
+                let _ = fresh.paths.remove();
+                return Err(error);
+            }
+        };
         let old = std::mem::replace(&mut state.active, fresh);
-        let sealed = Arc::new(old.seal()?);
+        let sealed = Arc::new(old.into_sealed(map));
         state.unsynced.push(Arc::clone(&sealed));
         state.sealed.insert(sealed.base_offset, sealed);
         state.dir_dirty = true;
@@ -519,7 +548,7 @@ impl Log {
     /// # Errors
     /// [`LogError::Io`] for the failed sync, [`LogError::Failed`] afterwards.
     pub fn flush(&self) -> Result<(), LogError> {
-        let _serial = self.flush_lock.lock().expect("flush lock poisoned");
+        let _serial = lock_unit(&self.flush_lock);
         let (unsynced, active_file, active_path, active_base, end, dir_dirty) = {
             let mut state = self.lock();
             let dir_dirty = std::mem::take(&mut state.dir_dirty);
@@ -537,18 +566,7 @@ impl Log {
         }
         let result = (|| {
             for segment in &unsynced {
-                segment.file.sync_data().map_err(|source| LogError::Io {
-                    op: "sync segment",
-                    path: segment.paths.log.clone(),
-                    source,
-                })?;
-                for path in [&segment.paths.index, &segment.paths.time_index] {
-                    fs::File::open(path).and_then(|f| f.sync_all()).map_err(|source| LogError::Io {
-                        op: "sync index",
-                        path: path.clone(),
-                        source,
-                    })?;
-                }
+                segment.sync()?;
             }
             active_file.sync_data().map_err(|source| LogError::Io {
                 op: "sync segment",
@@ -586,7 +604,7 @@ impl Log {
 
     /// Writes the partition checkpoint as the state is now.
     fn write_checkpoint(&self) -> Result<(), LogError> {
-        let _serial = self.checkpoint_lock.lock().expect("checkpoint lock poisoned");
+        let _serial = lock_unit(&self.checkpoint_lock);
         let checkpoint = self.lock().checkpoint();
         checkpoint.write(&self.dir)
     }
@@ -631,7 +649,7 @@ impl Log {
     /// # Errors
     /// [`LogError::Io`] if a file cannot be removed or the checkpoint written.
     pub fn apply_retention(&self) -> Result<RetentionOutcome, LogError> {
-        let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
+        let _maintenance = lock_unit(&self.maintenance);
         let config = self.config();
         let now = self.context.clock.now_ms();
         let doomed = {
@@ -641,8 +659,8 @@ impl Log {
             // Kafka rolls an expired active segment so that retention can delete it too.
             if let Some(limit) = time_limit
                 && !state.active.is_empty()
-                && state.active.indexer.max_timestamp < limit
-                && state.sealed.values().all(|s| s.max_timestamp < limit)
+                && (0..limit).contains(&state.active.indexer.max_timestamp)
+                && state.sealed.values().all(|s| s.retention_timestamp() < limit)
             {
                 self.roll(&mut state)?;
             }
@@ -650,7 +668,7 @@ impl Log {
             let mut doomed = Vec::new();
             while let Some((&base, segment)) = state.sealed.iter().next() {
                 let below_start = segment.next_offset <= state.log_start;
-                let expired = time_limit.is_some_and(|limit| segment.max_timestamp < limit);
+                let expired = time_limit.is_some_and(|limit| segment.retention_timestamp() < limit);
                 let oversized = config.cleanup_policy.delete
                     && config.retention_bytes >= 0
                     && size - u64::from(segment.size) >= config.retention_bytes as u64;
@@ -705,7 +723,7 @@ impl Log {
     /// # Errors
     /// [`LogError::Io`] if a cleaned segment cannot be written or swapped in.
     pub fn compact(&self) -> Result<cleaner::CompactionOutcome, LogError> {
-        let _maintenance = self.maintenance.lock().expect("maintenance lock poisoned");
+        let _maintenance = lock_unit(&self.maintenance);
         let config = self.config();
         let now = self.context.clock.now_ms();
         let segments: Vec<Arc<SealedSegment>> = {
@@ -741,7 +759,7 @@ impl Log {
                 }
             }
             state.dir_dirty = true;
-            state.clean_offset = state.clean_offset.max(plan.clean_up_to);
+            state.clean_offset = state.clean_offset.max(cleaned.clean_up_to);
         }
         self.write_checkpoint()?;
         Ok(cleaned.outcome)
@@ -756,4 +774,36 @@ fn view_at(state: &LogState, offset: i64) -> (SegmentView, Option<i64>) {
         Some((_, segment)) => (segment.view(offset), Some(segment.next_offset)),
         None => (state.active.view(offset), None),
     }
+}
+
+/// Locks a mutex that guards no data, only the order of operations: a panic in another
+/// holder leaves nothing inconsistent behind it, so poisoning is ignored.
+fn lock_unit(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Kafka's checks of a producer's records (its LogValidator): every record decodes, their
+/// offset deltas run 0, 1, 2, ... as the header says, and a compacted topic gets keys.
+/// Compressed batches are decompressed for this, as Kafka does: compaction and readers
+/// must be able to trust what the log accepted.
+fn validate_records(batch: &RecordBatch<'_>, config: &LogConfig) -> Result<(), LogError> {
+    let invalid = |source| LogError::InvalidRecords { source };
+    let records = batch.records(cleaner::MAX_DECOMPRESSED_BYTES).map_err(invalid)?;
+    let mut expected = batch.base_offset();
+    for record in records.iter() {
+        let record = record.map_err(invalid)?;
+        if record.offset != expected {
+            return Err(invalid(RecordError::InvalidRecord {
+                reason: "record offsets are not consecutive from the batch's base",
+            }));
+        }
+        if config.cleanup_policy.compact && record.key.is_none() && !batch.is_control() {
+            return Err(LogError::InvalidAppend { reason: "a compacted topic needs a key on every record" });
+        }
+        expected += 1;
+    }
+    if expected != batch.next_offset() {
+        return Err(invalid(RecordError::InvalidRecord { reason: "record count disagrees with the batch header" }));
+    }
+    Ok(())
 }

@@ -385,32 +385,77 @@ impl ActiveSegment {
         self.indexer.offset_index.as_bytes().len() + super::index::OFFSET_ENTRY_BYTES
     }
 
-    /// Ends the segment: writes its index files and returns the read-only segment. The
-    /// files are not synced here; the caller hands them to the flusher.
+    /// The fallible half of sealing: writes the index files and maps the log. The segment
+    /// stays usable as the active one if this fails, so a roll that fails loses nothing.
     ///
     /// # Errors
     /// [`LogError::Io`] if an index file cannot be written or the log mapped.
-    pub fn seal(mut self) -> Result<SealedSegment, LogError> {
+    pub fn prepare_seal(&mut self) -> Result<Option<Arc<Mmap>>, LogError> {
         self.indexer.finish();
-        for (path, bytes) in [
-            (&self.paths.index, self.indexer.offset_index.as_bytes()),
-            (&self.paths.time_index, self.indexer.time_index.as_bytes()),
-        ] {
-            fs::write(path, bytes).map_err(|source| LogError::Io { op: "write index", path: path.clone(), source })?;
-        }
-        let map = map_log(&self.file, &self.paths.log)?;
-        Ok(SealedSegment {
+        write_file(&self.paths.index, self.indexer.offset_index.as_bytes())?;
+        write_file(&self.paths.time_index, self.indexer.time_index.as_bytes())?;
+        map_log(&self.file, &self.paths.log)
+    }
+
+    /// The infallible half of sealing, after [`Self::prepare_seal`]. The files are not
+    /// synced here; the caller hands the segment to the flusher.
+    pub fn into_sealed(self, map: Option<Arc<Mmap>>) -> SealedSegment {
+        SealedSegment {
             base_offset: self.base_offset,
             next_offset: self.next_offset,
             size: self.size,
             max_timestamp: self.indexer.max_timestamp,
+            last_modified_ms: modified_ms(&self.file),
             paths: self.paths,
             file: self.file,
             map,
             index: self.indexer.offset_index,
             time_index: self.indexer.time_index,
-        })
+        }
     }
+
+    /// Ends the segment: both halves of sealing.
+    ///
+    /// # Errors
+    /// As [`Self::prepare_seal`].
+    pub fn seal(mut self) -> Result<SealedSegment, LogError> {
+        let map = self.prepare_seal()?;
+        Ok(self.into_sealed(map))
+    }
+}
+
+/// Writes a whole file (an index), not synced.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    fs::write(path, bytes).map_err(|source| LogError::Io { op: "write index", path: path.to_path_buf(), source })
+}
+
+/// Syncs the file at `path`; a file that is gone (replaced by compaction or deleted by
+/// retention meanwhile) needs no sync.
+pub fn sync_path(path: &Path) -> Result<(), LogError> {
+    match File::open(path).and_then(|f| f.sync_all()) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(LogError::Io { op: "sync file", path: path.to_path_buf(), source }),
+    }
+}
+
+/// The file's modification time in ms since the epoch (0 if unknown): retention's clock
+/// for segments whose records carry no timestamps, as in Kafka.
+fn modified_ms(file: &File) -> i64 {
+    file.metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Whether a batch read from a segment is whole, valid and in order: CRC and header
+/// checks, offsets not below `next_offset`, and within what the indexes' u32 relative
+/// offsets can name.
+fn batch_in_order(batch: &RecordBatch<'_>, next_offset: i64, base_offset: i64) -> bool {
+    batch.validate().is_ok()
+        && batch.base_offset() >= next_offset
+        && batch.next_offset() - base_offset <= i64::from(u32::MAX)
 }
 
 fn map_log(file: &File, path: &Path) -> Result<Option<Arc<Mmap>>, LogError> {
@@ -436,7 +481,10 @@ pub struct SealedSegment {
     /// The offset after the segment's last batch.
     pub next_offset: i64,
     pub size: u32,
+    /// The largest record timestamp, -1 when no record has one.
     pub max_timestamp: i64,
+    /// The file's modification time when it was sealed or opened.
+    pub last_modified_ms: i64,
     pub paths: SegmentPaths,
     pub file: Arc<File>,
     map: Option<Arc<Mmap>>,
@@ -473,9 +521,14 @@ impl SealedSegment {
                 // The tail after the last indexed batch gives the end offset.
                 let from = index.last().map_or(0, |(_, p)| p as usize);
                 let mut next_offset = base_offset;
+                // Checked like recovery checks (a few KiB past the last index entry), so a
+                // damaged header cannot claim offsets that would push later segments away.
                 for batch in BatchIter::new(&bytes[from..]) {
-                    let batch = batch
-                        .map_err(|_| LogError::CorruptSegment { path: paths.log.clone(), position: from as u64 })?;
+                    let corrupt = || LogError::CorruptSegment { path: paths.log.clone(), position: from as u64 };
+                    let batch = batch.map_err(|_| corrupt())?;
+                    if !batch_in_order(&batch, next_offset, base_offset) {
+                        return Err(corrupt());
+                    }
                     next_offset = batch.next_offset();
                 }
                 let max_relative = (next_offset - base_offset).max(0) as u32;
@@ -501,7 +554,7 @@ impl SealedSegment {
                     let corrupt =
                         || LogError::CorruptSegment { path: paths.log.clone(), position: u64::from(position) };
                     let batch = batch.map_err(|_| corrupt())?;
-                    if batch.base_offset() < next_offset || batch.next_offset() - base_offset > i64::from(u32::MAX) {
+                    if !batch_in_order(&batch, next_offset, base_offset) {
                         return Err(corrupt());
                     }
                     indexer.on_batch(&batch, position);
@@ -509,21 +562,24 @@ impl SealedSegment {
                     next_offset = batch.next_offset();
                 }
                 indexer.finish();
-                for (path, bytes) in [
-                    (&paths.index, indexer.offset_index.as_bytes()),
-                    (&paths.time_index, indexer.time_index.as_bytes()),
-                ] {
-                    fs::write(path, bytes).map_err(|source| LogError::Io {
-                        op: "write index",
-                        path: path.clone(),
-                        source,
-                    })?;
-                }
+                write_file(&paths.index, indexer.offset_index.as_bytes())?;
+                write_file(&paths.time_index, indexer.time_index.as_bytes())?;
                 (indexer.offset_index, indexer.time_index, next_offset, indexer.max_timestamp, true)
             }
         };
-        let segment =
-            Self { base_offset, next_offset, size, max_timestamp, paths, file: Arc::new(file), map, index, time_index };
+        let last_modified_ms = modified_ms(&file);
+        let segment = Self {
+            base_offset,
+            next_offset,
+            size,
+            max_timestamp,
+            last_modified_ms,
+            paths,
+            file: Arc::new(file),
+            map,
+            index,
+            time_index,
+        };
         Ok((segment, rebuilt))
     }
 
@@ -550,6 +606,26 @@ impl SealedSegment {
             start_position: self.index.floor_position(relative),
             path: self.paths.log.clone(),
         }
+    }
+
+    /// Makes the segment's log and index files durable.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if a sync fails.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.file.sync_data().map_err(|source| LogError::Io {
+            op: "sync segment",
+            path: self.paths.log.clone(),
+            source,
+        })?;
+        sync_path(&self.paths.index)?;
+        sync_path(&self.paths.time_index)
+    }
+
+    /// The time retention judges the segment by: its newest record's timestamp, or the
+    /// file's modification time when its records carry none (Kafka's rule).
+    pub fn retention_timestamp(&self) -> i64 {
+        if self.max_timestamp >= 0 { self.max_timestamp } else { self.last_modified_ms }
     }
 
     /// The segment's bytes (whole batches), for compaction and tiering.

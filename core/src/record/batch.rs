@@ -49,6 +49,9 @@ pub const TIMESTAMP_TYPE_FLAG: i16 = 0x08;
 pub const TRANSACTIONAL_FLAG: i16 = 0x10;
 /// Attribute bit: the batch holds a control record (a transaction marker).
 pub const CONTROL_FLAG: i16 = 0x20;
+/// Attribute bit (KIP-534): compaction set a delete horizon, held in `base_timestamp`;
+/// tombstones in the batch may go once the horizon has passed.
+pub const DELETE_HORIZON_FLAG: i16 = 0x40;
 
 /// One record batch, borrowed from a larger buffer. Accessors read fields in place.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -178,6 +181,11 @@ impl<'a> RecordBatch<'a> {
     }
     pub fn is_control(&self) -> bool {
         self.attributes() & CONTROL_FLAG != 0
+    }
+    /// The time after which compaction may drop this batch's tombstones, once a
+    /// compaction has set it (KIP-534).
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes() & DELETE_HORIZON_FLAG != 0).then(|| self.base_timestamp())
     }
     /// True when timestamps are the broker's append time (`LogAppendTime`).
     pub fn is_log_append_time(&self) -> bool {

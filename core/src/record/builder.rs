@@ -2,8 +2,8 @@
 //! append path never uses this; it stores what producers sent.
 
 use super::batch::{
-    ATTRIBUTES_AT, BATCH_HEADER_BYTES, CONTROL_FLAG, CRC_AT, LOG_OVERHEAD, MAGIC_V2, TIMESTAMP_TYPE_FLAG,
-    TRANSACTIONAL_FLAG,
+    ATTRIBUTES_AT, BATCH_HEADER_BYTES, CONTROL_FLAG, CRC_AT, DELETE_HORIZON_FLAG, LOG_OVERHEAD, MAGIC_V2,
+    TIMESTAMP_TYPE_FLAG, TRANSACTIONAL_FLAG,
 };
 use super::varint::{varint_len, write_varint, write_varlong};
 use super::{Compression, RecordError};
@@ -77,6 +77,17 @@ impl BatchBuilder {
     }
     pub fn log_append_time(mut self, yes: bool) -> Self {
         self.set_flag(TIMESTAMP_TYPE_FLAG, yes);
+        self
+    }
+    /// Sets compaction's delete horizon (KIP-534): it becomes the base timestamp, and
+    /// record timestamps are stored relative to it. Call before appending records.
+    ///
+    /// # Panics
+    /// If records were appended already.
+    pub fn delete_horizon(mut self, horizon_ms: i64) -> Self {
+        assert!(self.count == 0, "the delete horizon must be set before records are appended");
+        self.base_timestamp = Some(horizon_ms);
+        self.set_flag(DELETE_HORIZON_FLAG, true);
         self
     }
     fn set_flag(&mut self, flag: i16, yes: bool) {

@@ -23,8 +23,8 @@ mod records;
 pub mod varint;
 
 pub use batch::{
-    BATCH_HEADER_BYTES, BatchIter, CONTROL_FLAG, LOG_OVERHEAD, MAGIC_V2, RecordBatch, TIMESTAMP_TYPE_FLAG,
-    TRANSACTIONAL_FLAG, assign_offset, peek_batch_size,
+    BATCH_HEADER_BYTES, BatchIter, CONTROL_FLAG, DELETE_HORIZON_FLAG, LOG_OVERHEAD, MAGIC_V2, RecordBatch,
+    TIMESTAMP_TYPE_FLAG, TRANSACTIONAL_FLAG, assign_offset, peek_batch_size,
 };
 pub use builder::{BatchBuilder, NewRecord};
 pub use compression::Compression;
