@@ -28,10 +28,11 @@ struct Args {
     /// Bytes of each record's value.
     #[arg(long, default_value_t = 1024)]
     record_bytes: usize,
-    /// Concurrent writers in the group-commit runs.
-    /// (Three producers with Kafka's default five requests in flight make 15.)
-    #[arg(long, default_value_t = 16)]
-    writers: usize,
+    /// Concurrent writers in the group-commit runs, one run per value. Group commit's
+    /// throughput grows with the appends that wait together: 16 is about three producers
+    /// with Kafka's default of five requests in flight; 64 a busier broker.
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+    writers: Vec<usize>,
     /// Rounds; each runs dd and every measurement once, and medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -148,39 +149,41 @@ fn one_round(args: &Args, root: &Path, flusher: &Flusher) -> anyhow::Result<Vec<
         drop(log);
         std::fs::remove_dir_all(&dir)?;
 
-        let dir = root.join(format!("group-{batch_bytes}"));
-        let log = open(&dir, flusher)?;
-        let per_writer = total / args.writers as u64;
-        let start = Instant::now();
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
-        let written: u64 = rt.block_on(async {
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..args.writers {
-                let log = Arc::clone(&log);
-                let mut buf = batch.clone();
-                tasks.spawn(async move {
-                    let mut written = 0u64;
-                    while written < per_writer {
-                        let info = log.append(&mut buf, 0)?;
-                        log.wait_flushed(info.last_offset + 1).await?;
-                        written += buf.len() as u64;
-                    }
-                    anyhow::Ok(written)
-                });
-            }
-            let mut sum = 0;
-            while let Some(done) = tasks.join_next().await {
-                sum += done??;
-            }
-            anyhow::Ok(sum)
-        })?;
-        let mb_per_s = written as f64 / start.elapsed().as_secs_f64() / 1e6;
-        let appends = written / batch.len() as u64;
-        let note = format!("{:.1} appends per fsync", appends as f64 / log.flush_count().max(1) as f64);
-        figures.push((format!("append {label} batches, group commit, {} writers", args.writers), mb_per_s, note));
-        log.close()?;
-        drop(log);
-        std::fs::remove_dir_all(&dir)?;
+        for &writers in &args.writers {
+            let dir = root.join(format!("group-{batch_bytes}-{writers}"));
+            let log = open(&dir, flusher)?;
+            let per_writer = total / writers as u64;
+            let start = Instant::now();
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
+            let written: u64 = rt.block_on(async {
+                let mut tasks = tokio::task::JoinSet::new();
+                for _ in 0..writers {
+                    let log = Arc::clone(&log);
+                    let mut buf = batch.clone();
+                    tasks.spawn(async move {
+                        let mut written = 0u64;
+                        while written < per_writer {
+                            let info = log.append(&mut buf, 0)?;
+                            log.wait_flushed(info.last_offset + 1).await?;
+                            written += buf.len() as u64;
+                        }
+                        anyhow::Ok(written)
+                    });
+                }
+                let mut sum = 0;
+                while let Some(done) = tasks.join_next().await {
+                    sum += done??;
+                }
+                anyhow::Ok(sum)
+            })?;
+            let mb_per_s = written as f64 / start.elapsed().as_secs_f64() / 1e6;
+            let appends = written / batch.len() as u64;
+            let note = format!("{:.1} appends per fsync", appends as f64 / log.flush_count().max(1) as f64);
+            figures.push((format!("append {label} batches, group commit, {writers} writers"), mb_per_s, note));
+            log.close()?;
+            drop(log);
+            std::fs::remove_dir_all(&dir)?;
+        }
     }
     figures.extend(read_figure);
     Ok(figures)

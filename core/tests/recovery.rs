@@ -105,19 +105,11 @@ fn damaged_and_missing_indexes_are_rebuilt() {
     fs::copy(&indexes[0], &indexes[3]).unwrap();
     fs::remove_file(&time_indexes[1]).unwrap();
 
-    let flusher = headwater_core::log::Flusher::start();
-    let (log, report) = headwater_core::log::Log::open(
-        dir.path(),
-        config(),
-        headwater_core::log::LogContext {
-            clock: std::sync::Arc::new(headwater_core::log::SystemClock),
-            flusher: flusher.handle(),
-        },
-    )
-    .unwrap();
+    let (t, report) = open_log_with_report(dir.path(), config());
+    let log = &t.log;
     assert!(report.rebuilt_indexes >= 4, "{report:?}");
     assert_eq!(report.truncated_bytes, 0);
-    assert_eq!(read_all(&log), all);
+    assert_eq!(read_all(log), all);
     for offset in 0..60 {
         let read = log.read(offset, None, 1).unwrap();
         assert_eq!(first_batch(&read.records).base_offset(), offset);
@@ -125,16 +117,8 @@ fn damaged_and_missing_indexes_are_rebuilt() {
     assert_eq!(log.offset_for_timestamp(1030).unwrap(), Some((30, 1030)));
     // The rebuilt index files are good on the next open.
     log.close().unwrap();
-    drop(log);
-    let (_, report) = headwater_core::log::Log::open(
-        dir.path(),
-        config(),
-        headwater_core::log::LogContext {
-            clock: std::sync::Arc::new(headwater_core::log::SystemClock),
-            flusher: flusher.handle(),
-        },
-    )
-    .unwrap();
+    drop(t);
+    let (_, report) = open_log_with_report(dir.path(), config());
     assert_eq!(report.rebuilt_indexes, 0, "{report:?}");
 }
 

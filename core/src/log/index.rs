@@ -10,6 +10,7 @@
 //! The active segment keeps its entries in memory; a sealed one maps its file.
 
 use std::fs::File;
+use std::marker::PhantomData;
 use std::ops::Deref;
 use std::path::Path;
 
@@ -55,160 +56,163 @@ impl IndexBytes {
     }
 }
 
-/// The offset index of one segment.
-#[derive(Debug)]
-pub struct OffsetIndex {
-    entries: IndexBytes,
+/// One fixed-size, big-endian index entry.
+pub trait IndexEntry: Copy + std::fmt::Debug {
+    const BYTES: usize;
+    fn decode(bytes: &[u8]) -> Self;
+    fn encode(self, out: &mut Vec<u8>);
+    /// Whether `self` may come after `previous`: both fields strictly increase.
+    fn follows(self, previous: Self) -> bool;
 }
 
-impl OffsetIndex {
+/// An offset index entry: a batch's base offset (relative to the segment's) and position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+}
+
+/// A time index entry: every record at or below `relative_offset` is at most `timestamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    pub timestamp: i64,
+    pub relative_offset: u32,
+}
+
+impl IndexEntry for OffsetEntry {
+    const BYTES: usize = OFFSET_ENTRY_BYTES;
+    fn decode(b: &[u8]) -> Self {
+        Self {
+            relative_offset: u32::from_be_bytes(b[..4].try_into().expect("4")),
+            position: u32::from_be_bytes(b[4..8].try_into().expect("4")),
+        }
+    }
+    fn encode(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+        out.extend_from_slice(&self.position.to_be_bytes());
+    }
+    fn follows(self, previous: Self) -> bool {
+        self.relative_offset > previous.relative_offset && self.position > previous.position
+    }
+}
+
+impl IndexEntry for TimeEntry {
+    const BYTES: usize = TIME_ENTRY_BYTES;
+    fn decode(b: &[u8]) -> Self {
+        Self {
+            timestamp: i64::from_be_bytes(b[..8].try_into().expect("8")),
+            relative_offset: u32::from_be_bytes(b[8..12].try_into().expect("4")),
+        }
+    }
+    fn encode(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+    }
+    fn follows(self, previous: Self) -> bool {
+        self.timestamp > previous.timestamp && self.relative_offset > previous.relative_offset
+    }
+}
+
+/// A sorted run of entries, being built (owned) or sealed (mapped).
+#[derive(Debug)]
+pub struct Index<E> {
+    entries: IndexBytes,
+    _entry: PhantomData<E>,
+}
+
+/// The offset index of one segment.
+pub type OffsetIndex = Index<OffsetEntry>;
+/// The time index of one segment.
+pub type TimeIndex = Index<TimeEntry>;
+
+impl<E: IndexEntry> Index<E> {
     pub fn new() -> Self {
-        Self { entries: IndexBytes::Owned(Vec::new()) }
+        Self::from_bytes(IndexBytes::Owned(Vec::new()))
     }
     pub fn from_bytes(entries: IndexBytes) -> Self {
-        Self { entries }
+        Self { entries, _entry: PhantomData }
     }
     pub fn as_bytes(&self) -> &[u8] {
         &self.entries
     }
     pub fn len(&self) -> usize {
-        self.entries.len() / OFFSET_ENTRY_BYTES
+        self.entries.len() / E::BYTES
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    pub fn entry(&self, i: usize) -> (u32, u32) {
-        let e = &self.entries[i * OFFSET_ENTRY_BYTES..(i + 1) * OFFSET_ENTRY_BYTES];
-        (u32::from_be_bytes(e[..4].try_into().expect("4")), u32::from_be_bytes(e[4..].try_into().expect("4")))
+    pub fn entry(&self, i: usize) -> E {
+        E::decode(&self.entries[i * E::BYTES..(i + 1) * E::BYTES])
     }
-    pub fn last(&self) -> Option<(u32, u32)> {
+    pub fn last(&self) -> Option<E> {
         self.len().checked_sub(1).map(|i| self.entry(i))
     }
 
-    /// Appends an entry.
+    /// Appends `entry` if it follows the last one; returns whether it did.
     ///
     /// # Panics
-    /// If the index is mapped (sealed), or offsets or positions do not increase.
-    pub fn push(&mut self, relative_offset: u32, position: u32) {
-        if let Some((last_offset, last_position)) = self.last() {
-            assert!(relative_offset > last_offset && position > last_position, "offset index must increase");
+    /// If the index is mapped (sealed).
+    pub fn push(&mut self, entry: E) -> bool {
+        if self.last().is_some_and(|last| !entry.follows(last)) {
+            return false;
         }
         let IndexBytes::Owned(entries) = &mut self.entries else { panic!("a sealed index is read-only") };
-        entries.extend_from_slice(&relative_offset.to_be_bytes());
-        entries.extend_from_slice(&position.to_be_bytes());
+        entry.encode(entries);
+        true
     }
 
+    /// The number of leading entries for which `pred` holds (entries are sorted, so
+    /// `pred` must hold for a prefix): a binary search.
+    fn partition_point(&self, pred: impl Fn(E) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if pred(self.entry(mid)) { lo = mid + 1 } else { hi = mid }
+        }
+        lo
+    }
+
+    /// Whole entries, each following the one before.
+    fn is_well_formed(&self) -> bool {
+        self.entries.len().is_multiple_of(E::BYTES) && (1..self.len()).all(|i| self.entry(i).follows(self.entry(i - 1)))
+    }
+}
+
+impl<E: IndexEntry> Default for Index<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OffsetIndex {
     /// The position of the last indexed batch starting at or before `relative_offset`
     /// (0, the segment's start, when none does).
     pub fn floor_position(&self, relative_offset: u32) -> u32 {
-        let n = self.len();
-        // First entry whose offset is greater; the one before it is the floor.
-        let (mut lo, mut hi) = (0, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.entry(mid).0 <= relative_offset { lo = mid + 1 } else { hi = mid }
+        match self.partition_point(|e| e.relative_offset <= relative_offset) {
+            0 => 0,
+            n => self.entry(n - 1).position,
         }
-        if lo == 0 { 0 } else { self.entry(lo - 1).1 }
     }
 
     /// Checks the entries increase strictly and stay within `log_size` bytes.
     pub fn is_sane(&self, log_size: u32) -> bool {
-        if !self.entries.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
-            return false;
-        }
-        let mut previous: Option<(u32, u32)> = None;
-        for i in 0..self.len() {
-            let (offset, position) = self.entry(i);
-            if position >= log_size || previous.is_some_and(|(o, p)| offset <= o || position <= p) {
-                return false;
-            }
-            previous = Some((offset, position));
-        }
-        true
+        self.is_well_formed() && self.last().is_none_or(|e| e.position < log_size)
     }
-}
-
-impl Default for OffsetIndex {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The time index of one segment.
-#[derive(Debug)]
-pub struct TimeIndex {
-    entries: IndexBytes,
 }
 
 impl TimeIndex {
-    pub fn new() -> Self {
-        Self { entries: IndexBytes::Owned(Vec::new()) }
-    }
-    pub fn from_bytes(entries: IndexBytes) -> Self {
-        Self { entries }
-    }
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.entries
-    }
-    pub fn len(&self) -> usize {
-        self.entries.len() / TIME_ENTRY_BYTES
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn entry(&self, i: usize) -> (i64, u32) {
-        let e = &self.entries[i * TIME_ENTRY_BYTES..(i + 1) * TIME_ENTRY_BYTES];
-        (i64::from_be_bytes(e[..8].try_into().expect("8")), u32::from_be_bytes(e[8..].try_into().expect("4")))
-    }
-    pub fn last(&self) -> Option<(i64, u32)> {
-        self.len().checked_sub(1).map(|i| self.entry(i))
-    }
-
-    /// Appends an entry if it raises the maximum timestamp; returns whether it did.
-    ///
-    /// # Panics
-    /// If the index is mapped (sealed).
-    pub fn maybe_push(&mut self, timestamp: i64, relative_offset: u32) -> bool {
-        if self.last().is_some_and(|(t, o)| timestamp <= t || relative_offset <= o) {
-            return false;
-        }
-        let IndexBytes::Owned(entries) = &mut self.entries else { panic!("a sealed index is read-only") };
-        entries.extend_from_slice(&timestamp.to_be_bytes());
-        entries.extend_from_slice(&relative_offset.to_be_bytes());
-        true
-    }
-
     /// The relative offset after which records may reach `timestamp`: every record at or
     /// below the returned offset is strictly older. `None` when no entry is that old.
     pub fn offset_before(&self, timestamp: i64) -> Option<u32> {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.entry(mid).0 < timestamp { lo = mid + 1 } else { hi = mid }
+        match self.partition_point(|e| e.timestamp < timestamp) {
+            0 => None,
+            n => Some(self.entry(n - 1).relative_offset),
         }
-        (lo > 0).then(|| self.entry(lo - 1).1)
     }
 
     /// Checks the entries increase and stay within the segment's offsets.
     pub fn is_sane(&self, max_relative_offset: u32) -> bool {
-        if !self.entries.len().is_multiple_of(TIME_ENTRY_BYTES) {
-            return false;
-        }
-        let mut previous: Option<(i64, u32)> = None;
-        for i in 0..self.len() {
-            let (timestamp, offset) = self.entry(i);
-            if offset > max_relative_offset || previous.is_some_and(|(t, o)| timestamp <= t || offset <= o) {
-                return false;
-            }
-            previous = Some((timestamp, offset));
-        }
-        true
-    }
-}
-
-impl Default for TimeIndex {
-    fn default() -> Self {
-        Self::new()
+        self.is_well_formed() && self.last().is_none_or(|e| e.relative_offset <= max_relative_offset)
     }
 }
 
@@ -227,7 +231,7 @@ mod tests {
             for (d_offset, d_position) in steps {
                 offset += d_offset;
                 position += d_position;
-                index.push(offset, position);
+                index.push(OffsetEntry { relative_offset: offset, position });
                 entries.push((offset, position));
             }
             let expected = entries.iter().rev().find(|(o, _)| *o <= probe).map_or(0, |(_, p)| *p);
@@ -243,7 +247,8 @@ mod tests {
             for (d_time, d_offset) in steps {
                 timestamp += d_time;
                 offset += d_offset;
-                prop_assert!(index.maybe_push(timestamp, offset));
+                let pushed = index.push(TimeEntry { timestamp, relative_offset: offset });
+                prop_assert!(pushed);
                 entries.push((timestamp, offset));
             }
             let expected = entries.iter().rev().find(|(t, _)| *t < probe).map(|(_, o)| *o);
@@ -254,8 +259,8 @@ mod tests {
     #[test]
     fn insane_indexes_are_recognised() {
         let mut index = OffsetIndex::new();
-        index.push(1, 100);
-        index.push(5, 200);
+        index.push(OffsetEntry { relative_offset: 1, position: 100 });
+        index.push(OffsetEntry { relative_offset: 5, position: 200 });
         assert!(index.is_sane(201));
         assert!(!index.is_sane(200), "position past the log");
         let mut bytes = index.as_bytes().to_vec();

@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use memmap2::Mmap;
 
 use super::LogError;
-use super::index::{IndexBytes, OffsetIndex, TimeIndex};
+use super::index::{IndexBytes, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::record::{BatchIter, LOG_OVERHEAD, RecordBatch};
 
 /// Bytes of a batch header needed to know its offsets and timestamps.
@@ -91,8 +91,13 @@ impl SegmentIndexer {
             self.offset_of_max_timestamp = batch.last_offset();
         }
         if self.bytes_since_entry > self.interval_bytes {
-            self.offset_index.push(self.relative(batch.base_offset()), position);
-            self.time_index.maybe_push(self.max_timestamp, self.relative(self.offset_of_max_timestamp));
+            let pushed =
+                self.offset_index.push(OffsetEntry { relative_offset: self.relative(batch.base_offset()), position });
+            debug_assert!(pushed, "batches arrive in offset order");
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: self.relative(self.offset_of_max_timestamp),
+            });
             self.bytes_since_entry = 0;
         }
         self.bytes_since_entry += batch.size() as u32;
@@ -101,7 +106,10 @@ impl SegmentIndexer {
     /// Adds the final time entry so the segment's maximum timestamp is on disk.
     pub fn finish(&mut self) {
         if self.max_timestamp >= 0 {
-            self.time_index.maybe_push(self.max_timestamp, self.relative(self.offset_of_max_timestamp));
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: self.relative(self.offset_of_max_timestamp),
+            });
         }
     }
 
@@ -519,7 +527,7 @@ impl SealedSegment {
                 if index.is_sane(size.max(1)) && Self::index_points_at_batches(bytes, base_offset, &index) =>
             {
                 // The tail after the last indexed batch gives the end offset.
-                let from = index.last().map_or(0, |(_, p)| p as usize);
+                let from = index.last().map_or(0, |e| e.position as usize);
                 let mut next_offset = base_offset;
                 // Checked like recovery checks (a few KiB past the last index entry), so a
                 // damaged header cannot claim offsets that would push later segments away.
@@ -533,7 +541,7 @@ impl SealedSegment {
                 }
                 let max_relative = (next_offset - base_offset).max(0) as u32;
                 match time_index.last() {
-                    Some((max_timestamp, _)) if time_index.is_sane(max_relative) => {
+                    Some(TimeEntry { timestamp: max_timestamp, .. }) if time_index.is_sane(max_relative) => {
                         Some((index, time_index, next_offset, max_timestamp))
                     }
                     None if bytes.is_empty() => Some((index, time_index, next_offset, -1)),
@@ -586,7 +594,7 @@ impl SealedSegment {
     /// A stale index (say, from before compaction rewrote the log) can be sane yet wrong:
     /// check its last entry lands on a batch with the offset it claims.
     fn index_points_at_batches(bytes: &[u8], base_offset: i64, index: &OffsetIndex) -> bool {
-        let Some((relative, position)) = index.last() else { return true };
+        let Some(OffsetEntry { relative_offset: relative, position }) = index.last() else { return true };
         bytes
             .get(position as usize..)
             .and_then(|rest| RecordBatch::split_first(rest).ok())

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use headwater_core::log::{Clock, Flusher, Log, LogConfig, LogContext, ManualClock, SystemClock};
+use headwater_core::log::{Clock, Flusher, Log, LogConfig, LogContext, ManualClock, RecoveryReport, SystemClock};
 use headwater_core::record::{BatchBuilder, BatchIter, Compression, NewRecord, RecordBatch};
 
 /// A log with its own flusher; the flusher must outlive the log's use.
@@ -17,6 +17,14 @@ pub fn open_log(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> TestLog
     let flusher = Flusher::start();
     let (log, _) = Log::open(dir, config, LogContext { clock, flusher: flusher.handle() }).expect("open log");
     TestLog { log, flusher }
+}
+
+/// Opens with the system clock and returns what recovery did.
+pub fn open_log_with_report(dir: &Path, config: LogConfig) -> (TestLog, RecoveryReport) {
+    let flusher = Flusher::start();
+    let (log, report) = Log::open(dir, config, LogContext { clock: Arc::new(SystemClock), flusher: flusher.handle() })
+        .expect("open log");
+    (TestLog { log, flusher }, report)
 }
 
 pub fn open_log_system_clock(dir: &Path, config: LogConfig) -> TestLog {
