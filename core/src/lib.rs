@@ -10,5 +10,8 @@
 //! retention, compaction, group-commit durability, crash recovery, the log manager).
 //! The broker, cluster, tiering and SQL modules arrive with their issues.
 
+pub mod broker;
+pub mod config;
 pub mod log;
+pub mod protocol;
 pub mod record;

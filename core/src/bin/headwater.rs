@@ -1,11 +1,16 @@
-//! The `headwater` command line. Today it has the log tools; `serve` and the client
-//! commands arrive with the broker.
+//! The `headwater` command line: `serve` runs a broker; `log dump` inspects files.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
+use headwater_core::broker::Broker;
+use headwater_core::config::ServerConfig;
+use headwater_core::log::{LogManager, LogManagerOptions};
+use headwater_core::protocol::Server;
 use headwater_core::record::{BatchIter, RecordBatch};
 
 #[derive(Debug, Parser)]
@@ -21,11 +26,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a broker that Kafka clients can use.
+    Serve(ServeArgs),
     /// Inspect log files on disk.
     Log {
         #[command(subcommand)]
         command: LogCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// A TOML config file; flags given here override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where logs live [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address for Kafka clients [default: 127.0.0.1:9092].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// host:port that clients are told to connect to [default: the listen address].
+    #[arg(long)]
+    advertised_listener: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +67,7 @@ enum LogCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve(args),
         Command::Log { command: LogCommand::Dump { path, records } } => dump(&path, records),
     };
     match result {
@@ -52,6 +76,62 @@ fn main() -> ExitCode {
             eprintln!("headwater: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::from_file(path)?,
+        None => ServerConfig::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(advertised) = args.advertised_listener {
+        config.advertised_listener = Some(advertised);
+    }
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run_server(config))
+}
+
+async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
+    let options = LogManagerOptions { defaults: config.topic_defaults.clone(), ..LogManagerOptions::default() };
+    let data_dir = config.data_dir.clone();
+    let logs = tokio::task::spawn_blocking(move || LogManager::open(&data_dir, options))
+        .await?
+        .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
+    logs.start_maintenance(std::time::Duration::from_millis(config.retention_check_interval_ms));
+    let broker = Arc::new(Broker::new(Arc::clone(&logs), config.clone())?);
+    let server = Server::bind(config.listen, broker, config.max_connections, config.socket_request_max_bytes)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let handle = server.handle();
+    // One line on stdout that scripts can wait for.
+    println!("headwater listening on {} (data dir {})", server.local_addr()?, config.data_dir.display());
+    let running = tokio::spawn(server.run());
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, finishing requests, flushing logs");
+    handle.shutdown();
+    running.await?;
+    tokio::task::spawn_blocking(move || logs.close()).await??;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

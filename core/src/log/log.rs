@@ -288,6 +288,12 @@ impl Log {
     pub fn flushed(&self) -> i64 {
         self.flush_state.borrow().flushed
     }
+    /// The largest record timestamp in the log, if any record has one.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let state = self.lock();
+        let max = state.sealed.values().map(|s| s.max_timestamp).chain([state.active.indexer.max_timestamp]).max()?;
+        (max >= 0).then_some(max)
+    }
     /// Flushes completed since the log was opened.
     pub fn flush_count(&self) -> u64 {
         self.flush_count.load(Ordering::Relaxed)

@@ -69,6 +69,9 @@ impl Default for LogManagerOptions {
 /// A topic as stored: its partition count and config overrides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicDescription {
+    /// Kafka's topic id (KIP-516), fixed at creation.
+    #[serde(default)]
+    pub topic_id: uuid::Uuid,
     pub partitions: i32,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -134,11 +137,15 @@ impl LogManager {
                 continue;
             };
             let text = fs::read_to_string(&path).map_err(io("read topic", &path))?;
-            let description: TopicDescription = toml::from_str(&text).map_err(|error| LogError::InvalidConfig {
+            let mut description: TopicDescription = toml::from_str(&text).map_err(|error| LogError::InvalidConfig {
                 name: path.display().to_string(),
                 value: String::new(),
                 reason: error.to_string(),
             })?;
+            if description.topic_id.is_nil() {
+                description.topic_id = uuid::Uuid::new_v4();
+                manager.write_topic(name, &description)?;
+            }
             topics.insert(name.to_string(), description);
         }
         let mut logs = HashMap::new();
@@ -208,6 +215,11 @@ impl LogManager {
         self.topics.read().expect("topics lock").clone()
     }
 
+    /// The name of the topic with this id.
+    pub fn topic_name(&self, topic_id: uuid::Uuid) -> Option<String> {
+        self.topics.read().expect("topics lock").iter().find(|(_, t)| t.topic_id == topic_id).map(|(n, _)| n.clone())
+    }
+
     pub fn topic(&self, topic: &str) -> Option<TopicDescription> {
         self.topics.read().expect("topics lock").get(topic).cloned()
     }
@@ -241,7 +253,7 @@ impl LogManager {
             return Err(LogError::TopicAlreadyExists { topic: topic.to_string() });
         }
         let log_config = self.effective_config(&config)?;
-        let description = TopicDescription { partitions, config };
+        let description = TopicDescription { topic_id: uuid::Uuid::new_v4(), partitions, config };
         self.write_topic(topic, &description)?;
         self.open_partitions(topic, 0..partitions, &log_config)?;
         self.topics.write().expect("topics lock").insert(topic.to_string(), description);
@@ -422,7 +434,7 @@ impl Drop for LogManager {
 }
 
 /// Kafka's rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-fn validate_topic_name(topic: &str) -> Result<(), LogError> {
+pub fn validate_topic_name(topic: &str) -> Result<(), LogError> {
     let invalid = |reason| Err(LogError::InvalidTopic { topic: topic.to_string(), reason });
     if topic.is_empty() {
         return invalid("empty");

@@ -23,7 +23,7 @@ mod flusher;
 pub mod index;
 #[allow(clippy::module_inception)]
 mod log;
-mod manager;
+pub mod manager;
 pub mod segment;
 
 use std::path::PathBuf;

@@ -1,0 +1,98 @@
+//! Fetch: whole batches from each partition, as stored. A long poll: when less than
+//! `min_bytes` is ready, the request waits up to `max_wait_ms`, woken by appends.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+
+use super::{Broker, error_code, since};
+
+pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    loop {
+        // Subscribe before reading, so an append between the read and the wait wakes us.
+        let mut watches: Vec<_> = request
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.to_string(), p.partition)))
+            .filter_map(|(topic, partition)| broker.logs.get(&topic, partition).ok())
+            .map(|log| log.subscribe_log_end())
+            .collect();
+        let (response, bytes, had_error) = read_once(broker, &request, version);
+        let now = Instant::now();
+        if bytes >= min_bytes.max(1) || had_error || now >= deadline || watches.is_empty() {
+            return response;
+        }
+        let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        if tokio::time::timeout(deadline - now, changed).await.is_err() {
+            return read_once(broker, &request, version).0;
+        }
+    }
+}
+
+/// One pass over the requested partitions: the response, its record bytes, and whether
+/// any partition answered with an error (which returns at once, as Kafka does).
+fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+    let mut remaining = request.max_bytes.max(0) as usize;
+    let mut total = 0usize;
+    let mut had_error = false;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.topic.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for wanted in &topic.partitions {
+            let mut data =
+                PartitionData::default().with_partition_index(wanted.partition).with_records(Some(Bytes::new()));
+            let log = match broker.logs.get(&name, wanted.partition) {
+                Ok(log) => log,
+                Err(error) => {
+                    had_error = true;
+                    partitions.push(data.with_error_code(error_code(&error)));
+                    continue;
+                }
+            };
+            let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
+            let result =
+                if limit == 0 && total > 0 { Ok(None) } else { log.read(wanted.fetch_offset, None, limit).map(Some) };
+            match result {
+                Ok(read) => {
+                    let (log_start, log_end) =
+                        read.as_ref().map_or((log.log_start(), log.log_end()), |r| (r.log_start, r.log_end));
+                    data = data
+                        .with_high_watermark(log_end)
+                        .with_last_stable_offset(log_end)
+                        .with_log_start_offset(since(version, 5, log_start, -1));
+                    if let Some(read) = read {
+                        // Only the first batch of the whole response may exceed max_bytes.
+                        if !(total > 0 && read.records.len() > limit) {
+                            total += read.records.len();
+                            remaining = remaining.saturating_sub(read.records.len());
+                            data = data.with_records(Some(read.records));
+                        }
+                    }
+                    if request.isolation_level == 1 {
+                        data = data.with_aborted_transactions(Some(Vec::new()));
+                    }
+                }
+                Err(error) => {
+                    had_error = true;
+                    data = data
+                        .with_error_code(error_code(&error))
+                        .with_high_watermark(log.log_end())
+                        .with_log_start_offset(since(version, 5, log.log_start(), -1));
+                }
+            }
+            partitions.push(data);
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    (FetchResponse::default().with_responses(topics), total, had_error)
+}

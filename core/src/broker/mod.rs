@@ -1,0 +1,158 @@
+//! The broker: what each Kafka request means, answered from the log manager.
+//!
+//! One file per API (`produce.rs`, `fetch.rs`, ...), each a function from request to
+//! response. Errors from the log become Kafka's error codes here, in one place
+//! ([`error_code`]), so clients see exactly what a Kafka broker would send.
+//!
+//! ```text
+//!  protocol::connection ──(RequestHeader, RequestKind)──> Broker::handle ──> api file
+//!                      <──────────── Response (ResponseKind + version) ───────┘
+//! ```
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+
+use crate::config::ServerConfig;
+use crate::log::{LogError, LogManager};
+
+/// A response ready to encode: its body, the version to encode it at, and the
+/// correlation id of the request it answers.
+#[derive(Debug)]
+pub struct Response {
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub body: ResponseKind,
+}
+
+/// Versions this broker answers, per API. Produce and Fetch are advertised from version
+/// 0 because librdkafka decides features (compression among them) from those ranges, but
+/// only the versions the codec decodes (magic v2 batches) are served. They stop below
+/// the versions that name topics by id only (Produce 13, Fetch 13).
+const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 12),
+    (ApiKey::Fetch, 0, 12),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// The broker of one node.
+#[derive(Debug)]
+pub struct Broker {
+    logs: Arc<LogManager>,
+    config: ServerConfig,
+    advertised: (String, i32),
+    cluster_id: String,
+}
+
+impl Broker {
+    /// # Errors
+    /// An invalid advertised listener.
+    pub fn new(logs: Arc<LogManager>, config: ServerConfig) -> Result<Self, crate::config::ConfigError> {
+        let advertised = config.advertised()?;
+        // Stable per data dir would be better (a later issue stores cluster metadata);
+        // one id per broker process is what single-node clients need.
+        let cluster_id = format!("headwater-{}", config.node_id);
+        Ok(Self { logs, config, advertised, cluster_id })
+    }
+
+    pub fn logs(&self) -> &Arc<LogManager> {
+        &self.logs
+    }
+
+    /// Whether this broker can decode and answer `api_key` at `version`.
+    pub fn supports(&self, api_key: ApiKey, version: i16) -> bool {
+        let codec = api_key.valid_versions();
+        SUPPORTED
+            .iter()
+            .any(|&(key, min, max)| key == api_key && version >= min.max(codec.min) && version <= max.min(codec.max))
+    }
+
+    /// The answer to an ApiVersions request newer than this broker knows (KIP-511).
+    pub fn unsupported_api_versions(&self, correlation_id: i32) -> Response {
+        api_versions::unsupported(correlation_id)
+    }
+
+    /// Answers one request; `None` when the protocol says to send nothing (acks=0).
+    pub async fn handle(&self, header: &RequestHeader, request: RequestKind) -> Option<Response> {
+        let version = header.request_api_version;
+        let (api_key, body) = match request {
+            RequestKind::ApiVersions(r) => (ApiKey::ApiVersions, ResponseKind::ApiVersions(api_versions::handle(&r))),
+            RequestKind::Metadata(r) => (ApiKey::Metadata, ResponseKind::Metadata(metadata::handle(self, r, version))),
+            RequestKind::Produce(r) => {
+                let acks = r.acks;
+                let response = produce::handle(self, r, version).await;
+                if acks == 0 {
+                    return None;
+                }
+                (ApiKey::Produce, ResponseKind::Produce(response))
+            }
+            RequestKind::Fetch(r) => (ApiKey::Fetch, ResponseKind::Fetch(fetch::handle(self, r, version).await)),
+            RequestKind::ListOffsets(r) => {
+                (ApiKey::ListOffsets, ResponseKind::ListOffsets(list_offsets::handle(self, r, version)))
+            }
+            RequestKind::CreateTopics(r) => {
+                (ApiKey::CreateTopics, ResponseKind::CreateTopics(create_topics::handle(self, r, version)))
+            }
+            RequestKind::DeleteTopics(r) => {
+                (ApiKey::DeleteTopics, ResponseKind::DeleteTopics(delete_topics::handle(self, r, version)))
+            }
+            other => {
+                // `supports` keeps unknown APIs from being decoded at all.
+                unreachable!("request {other:?} passed the version check but has no handler")
+            }
+        };
+        Some(Response { api_key, api_version: version, correlation_id: header.correlation_id, body })
+    }
+}
+
+/// Kafka's error code for a log error. The one place where internal errors meet the wire.
+pub fn error_code(error: &LogError) -> i16 {
+    use crate::record::RecordError;
+    let code = match error {
+        LogError::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::InvalidRecords { source: RecordError::CorruptBatch { .. } } => ResponseError::CorruptMessage,
+        LogError::InvalidRecords { .. } | LogError::InvalidAppend { .. } => ResponseError::InvalidRecord,
+        LogError::TopicAlreadyExists { .. } => ResponseError::TopicAlreadyExists,
+        LogError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+        LogError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        LogError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        LogError::Io { .. }
+        | LogError::Failed { .. }
+        | LogError::CorruptSegment { .. }
+        | LogError::CorruptSegmentRecords { .. } => ResponseError::KafkaStorageError,
+    };
+    code.code()
+}
+
+/// `value` if the response `version` has the field (it exists from `min`), else the
+/// field's default: kafka-protocol refuses to encode a non-default value in a version
+/// that lacks the field, and clients of old versions must still be answered.
+fn since<T>(version: i16, min: i16, value: T, default: T) -> T {
+    if version >= min { value } else { default }
+}
+
+/// A `StrBytes` from a `String`.
+fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}
+
+/// A `TopicName` from a `&str`.
+fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(str_bytes(s))
+}

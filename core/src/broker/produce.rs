@@ -1,0 +1,87 @@
+//! Produce: append each partition's batches, then (for acks=all) wait until they are
+//! flushed. Partitions are independent: one partition's error does not fail the others.
+
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{Broker, error_code, since, str_bytes};
+
+pub(super) async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> ProduceResponse {
+    let acks = request.acks;
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    // (topic index, partition index, log, offset that must be flushed)
+    let mut flushes = Vec::new();
+    for topic in request.topic_data {
+        let name = topic.name.to_string();
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let mut response = PartitionProduceResponse::default().with_index(data.index).with_base_offset(-1);
+            if !matches!(acks, -1..=1) {
+                partitions.push(response.with_error_code(ResponseError::InvalidRequiredAcks.code()));
+                continue;
+            }
+            if request.transactional_id.is_some() {
+                partitions.push(response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()));
+                continue;
+            }
+            let log = match broker.logs.get(&name, data.index) {
+                Ok(log) => log,
+                Err(error) => {
+                    partitions.push(response.with_error_code(error_code(&error)));
+                    continue;
+                }
+            };
+            let Some(records) = data.records else {
+                partitions.push(response.with_error_code(ResponseError::InvalidRecord.code()));
+                continue;
+            };
+            // The log rewrites base offsets in place; the request's buffer is shared.
+            let mut batches = records.to_vec();
+            match log.append(&mut batches, 0) {
+                Ok(info) => {
+                    response = response.with_base_offset(info.first_offset).with_log_start_offset(since(
+                        version,
+                        5,
+                        info.log_start,
+                        -1,
+                    ));
+                    if acks == -1 {
+                        flushes.push((responses.len(), partitions.len(), log, info.last_offset + 1));
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(topic = %name, partition = data.index, %error, "produce rejected");
+                    response = response.with_error_code(error_code(&error)).with_error_message(since(
+                        version,
+                        8,
+                        Some(str_bytes(error.to_string())),
+                        None,
+                    ));
+                }
+            }
+            partitions.push(response);
+        }
+        responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
+    }
+    if !flushes.is_empty() {
+        // acks=all: every appended partition flushed (group commit), within timeout_ms.
+        let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+        let waits = flushes.iter().map(|(_, _, log, offset)| log.wait_flushed(*offset));
+        let results = tokio::time::timeout(timeout, futures::future::join_all(waits)).await;
+        for (i, (t, p, _, _)) in flushes.iter().enumerate() {
+            let code = match &results {
+                Err(_) => Some(ResponseError::RequestTimedOut.code()),
+                Ok(results) => results[i].as_ref().err().map(error_code),
+            };
+            if let Some(code) = code {
+                let partition = &mut responses[*t].partition_responses[*p];
+                partition.error_code = code;
+                partition.base_offset = -1;
+            }
+        }
+    }
+    ProduceResponse::default().with_responses(responses)
+}
