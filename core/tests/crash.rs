@@ -39,10 +39,13 @@ fn crash_child_appends_until_killed() {
     let mut rng = StdRng::seed_from_u64(seed);
     let t = open_log_system_clock(std::path::Path::new(&dir), config());
     let mut stdout = std::io::stdout().lock();
+    // An idempotent producer per child: sequences count records, not batches.
+    let mut sequence = 0i32;
     for i in 0u64.. {
         let codec = [Compression::None, Compression::Lz4, Compression::Zstd][rng.random_range(0..3)];
-        let mut builder = BatchBuilder::new(codec).producer(seed as i64, 0, i as i32);
         let count = rng.random_range(1..8);
+        let mut builder = BatchBuilder::new(codec).producer((seed & i64::MAX as u64) as i64, 0, sequence);
+        sequence += count as i32;
         let values: Vec<Vec<u8>> = (0..count)
             .map(|r| format!("{seed}-{i}-{r}-{}", "x".repeat(rng.random_range(0..6000))).into_bytes())
             .collect();

@@ -491,3 +491,42 @@ fn a_tombstone_outlives_its_first_compaction_whatever_its_timestamp() {
     t.log.compact().unwrap();
     assert!(read_all(&t.log).is_empty());
 }
+
+fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[&str]) -> Vec<u8> {
+    let mut builder =
+        headwater_core::record::BatchBuilder::new(Compression::None).producer(producer_id, epoch, sequence);
+    for value in values {
+        builder.append(headwater_core::record::NewRecord {
+            timestamp: 1,
+            value: Some(value.as_bytes()),
+            ..Default::default()
+        });
+    }
+    builder.build().unwrap()
+}
+
+#[test]
+fn an_idempotent_producers_retry_is_acknowledged_once_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let t = open_log_system_clock(dir.path(), LogConfig::default());
+        let first = t.log.append(&mut idempotent_batch(42, 0, 0, &["a", "b"]), 0).unwrap();
+        assert_eq!((first.first_offset, first.last_offset, first.duplicate), (0, 1, false));
+        let retry = t.log.append(&mut idempotent_batch(42, 0, 0, &["a", "b"]), 0).unwrap();
+        assert_eq!((retry.first_offset, retry.last_offset, retry.duplicate), (0, 1, true));
+        assert_eq!(t.log.log_end(), 2, "the retry appended nothing");
+        let gap = t.log.append(&mut idempotent_batch(42, 0, 5, &["c"]), 0).unwrap_err();
+        assert!(matches!(gap, LogError::OutOfOrderSequence { producer_id: 42, expected: 2, got: 5 }), "{gap}");
+        t.log.append(&mut idempotent_batch(42, 0, 2, &["c"]), 0).unwrap();
+        t.log.close().unwrap();
+    }
+    let t = open_log_system_clock(dir.path(), LogConfig::default());
+    let retry = t.log.append(&mut idempotent_batch(42, 0, 2, &["c"]), 0).unwrap();
+    assert!(retry.duplicate, "producer state is rebuilt from the log");
+    let zombie = t.log.append(&mut idempotent_batch(42, 1, 0, &["new epoch"]), 0).unwrap();
+    assert_eq!(zombie.first_offset, 3);
+    assert!(matches!(
+        t.log.append(&mut idempotent_batch(42, 0, 3, &["old epoch"]), 0),
+        Err(LogError::InvalidProducerEpoch { current: 1, .. })
+    ));
+}

@@ -13,6 +13,7 @@ mod api_versions;
 mod create_topics;
 mod delete_topics;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -47,6 +48,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The broker of one node.
@@ -56,17 +58,19 @@ pub struct Broker {
     config: ServerConfig,
     advertised: (String, i32),
     cluster_id: String,
+    producer_ids: init_producer_id::ProducerIdAllocator,
 }
 
 impl Broker {
     /// # Errors
-    /// An invalid advertised listener.
-    pub fn new(logs: Arc<LogManager>, config: ServerConfig) -> Result<Self, crate::config::ConfigError> {
+    /// An invalid advertised listener, or a producer id file that cannot be read.
+    pub fn new(logs: Arc<LogManager>, config: ServerConfig) -> anyhow::Result<Self> {
         let advertised = config.advertised()?;
+        let producer_ids = init_producer_id::ProducerIdAllocator::open(logs.data_dir())?;
         // Stable per data dir would be better (a later issue stores cluster metadata);
         // one id per broker process is what single-node clients need.
         let cluster_id = format!("headwater-{}", config.node_id);
-        Ok(Self { logs, config, advertised, cluster_id })
+        Ok(Self { logs, config, advertised, cluster_id, producer_ids })
     }
 
     pub fn logs(&self) -> &Arc<LogManager> {
@@ -107,6 +111,9 @@ impl Broker {
             RequestKind::CreateTopics(r) => {
                 (ApiKey::CreateTopics, ResponseKind::CreateTopics(create_topics::handle(self, r, version)))
             }
+            RequestKind::InitProducerId(r) => {
+                (ApiKey::InitProducerId, ResponseKind::InitProducerId(init_producer_id::handle(self, &r)))
+            }
             RequestKind::DeleteTopics(r) => {
                 (ApiKey::DeleteTopics, ResponseKind::DeleteTopics(delete_topics::handle(self, r, version)))
             }
@@ -128,6 +135,8 @@ pub fn error_code(error: &LogError) -> i16 {
         LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::InvalidRecords { source: RecordError::CorruptBatch { .. } } => ResponseError::CorruptMessage,
         LogError::InvalidRecords { .. } | LogError::InvalidAppend { .. } => ResponseError::InvalidRecord,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         LogError::TopicAlreadyExists { .. } => ResponseError::TopicAlreadyExists,
         LogError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
         LogError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,

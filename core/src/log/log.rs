@@ -25,6 +25,7 @@ use super::checkpoint::{PartitionCheckpoint, sync_dir};
 use super::clock::Clock;
 use super::config::LogConfig;
 use super::flusher::FlushHandle;
+use super::producer_state::{ProducerStateTable, SequenceCheck};
 use super::segment::{ActiveSegment, SealedSegment, SegmentPaths, SegmentView};
 use super::{LogError, cleaner};
 use crate::record::{BatchIter, RecordBatch, RecordError, assign_offset};
@@ -46,6 +47,9 @@ pub struct AppendInfo {
     /// The largest record timestamp appended.
     pub max_timestamp: i64,
     pub log_start: i64,
+    /// A retried batch of an idempotent producer, already in the log: nothing was
+    /// appended and the offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// Whole batches from a read, and the log's bounds when it was read.
@@ -92,6 +96,8 @@ struct LogState {
     unsynced: Vec<Arc<SealedSegment>>,
     /// A segment file was created or removed since the last flush.
     dir_dirty: bool,
+    /// Idempotent producers' epochs and recent sequences.
+    producers: ProducerStateTable,
 }
 
 impl LogState {
@@ -242,7 +248,16 @@ impl Log {
         // creations and removals, before the checkpoint says so and before serving it.
         active.file.sync_data().map_err(io("sync segment", &active.paths.log))?;
         sync_dir(dir)?;
+        // Producer state from the last two segments: enough for any retry still in flight.
+        let mut producers = ProducerStateTable::default();
+        if let Some(last_sealed) = sealed.values().next_back() {
+            for batch in BatchIter::new(last_sealed.bytes()).map_while(Result::ok) {
+                producers.record(&batch);
+            }
+        }
+        active.for_each_batch(|batch| producers.record(batch))?;
         let state = LogState {
+            producers,
             sealed,
             recovery_point: active.base_offset,
             clean_offset: checkpoint.clean_offset.clamp(log_start, log_end),
@@ -362,6 +377,54 @@ impl Log {
         if self.should_roll(&state, &config, total, offsets) {
             self.roll(&mut state)?;
         }
+        // Idempotent producers: a retry is acknowledged with its original offsets; a gap
+        // or a stale epoch is refused. Checked under the lock, with the offsets assigned.
+        let mut scratch: Option<ProducerStateTable> = None;
+        let mut position = 0;
+        let mut next = state.log_end();
+        for &size in &sizes {
+            let (batch, _) = RecordBatch::split_first(&batches[position..position + size]).expect("validated above");
+            let table = scratch.as_ref().unwrap_or(&state.producers);
+            match table.check(&batch) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(seen) if sizes.len() == 1 => {
+                    return Ok(AppendInfo {
+                        first_offset: seen.first_offset,
+                        last_offset: seen.last_offset,
+                        max_timestamp,
+                        log_start: state.log_start,
+                        duplicate: true,
+                    });
+                }
+                SequenceCheck::Duplicate(_) => {
+                    return Err(LogError::InvalidAppend { reason: "a retried batch must come alone" });
+                }
+                SequenceCheck::StaleEpoch { current } => {
+                    return Err(LogError::InvalidProducerEpoch {
+                        producer_id: batch.producer_id(),
+                        epoch: batch.producer_epoch(),
+                        current,
+                    });
+                }
+                SequenceCheck::OutOfOrder { expected } => {
+                    return Err(LogError::OutOfOrderSequence {
+                        producer_id: batch.producer_id(),
+                        expected,
+                        got: batch.base_sequence(),
+                    });
+                }
+            }
+            if sizes.len() > 1 {
+                // Later batches of this append are checked against this one.
+                let mut copy = batches[position..position + size].to_vec();
+                assign_offset(&mut copy, next, leader_epoch);
+                let (assigned, _) = RecordBatch::split_first(&copy).expect("validated above");
+                scratch.get_or_insert_with(|| state.producers.clone()).record(&assigned);
+            }
+            next += i64::from(batch.last_offset_delta()) + 1;
+            position += size;
+        }
+
         let first_offset = state.log_end();
         let mut next = first_offset;
         let mut position = 0;
@@ -373,7 +436,16 @@ impl Log {
             position += size;
         }
         state.active.append(&batches[..total])?;
-        let info = AppendInfo { first_offset, last_offset: next - 1, max_timestamp, log_start: state.log_start };
+        for batch in BatchIter::new(&batches[..total]).map_while(Result::ok) {
+            state.producers.record(&batch);
+        }
+        let info = AppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            max_timestamp,
+            log_start: state.log_start,
+            duplicate: false,
+        };
         drop(state);
         self.log_end_watch.send_replace(next);
         Ok(info)

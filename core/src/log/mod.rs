@@ -24,6 +24,7 @@ pub mod index;
 #[allow(clippy::module_inception)]
 mod log;
 pub mod manager;
+pub mod producer_state;
 pub mod segment;
 
 use std::path::PathBuf;
@@ -77,6 +78,10 @@ pub enum LogError {
     TopicAlreadyExists { topic: String },
     #[error("invalid topic name {topic:?}: {reason}")]
     InvalidTopic { topic: String, reason: &'static str },
+    #[error("out of order sequence from producer {producer_id}: got {got}, expected {expected}")]
+    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    #[error("producer {producer_id} epoch {epoch} is older than its current epoch {current}")]
+    InvalidProducerEpoch { producer_id: i64, epoch: i16, current: i16 },
     #[error("invalid partition count for topic {topic}: {reason}")]
     InvalidPartitions { topic: String, reason: String },
 }

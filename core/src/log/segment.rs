@@ -376,6 +376,18 @@ impl ActiveSegment {
         Ok(())
     }
 
+    /// Calls `f` with each batch written so far (from a read-only mapping).
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if the file cannot be mapped.
+    pub fn for_each_batch(&self, mut f: impl FnMut(&RecordBatch<'_>)) -> Result<(), LogError> {
+        let Some(map) = map_log(&self.file, &self.paths.log)? else { return Ok(()) };
+        for batch in BatchIter::new(&map[..self.size as usize]).map_while(Result::ok) {
+            f(&batch);
+        }
+        Ok(())
+    }
+
     /// A view for a read at `offset`.
     pub fn view(&self, offset: i64) -> SegmentView {
         let relative = offset.saturating_sub(self.base_offset).clamp(0, u32::MAX as i64) as u32;
