@@ -102,7 +102,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(run_server(config))
 }
 
-async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
+async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    config.listen = listener.local_addr()?;
     let options = LogManagerOptions { defaults: config.topic_defaults.clone(), ..LogManagerOptions::default() };
     let data_dir = config.data_dir.clone();
     let logs = tokio::task::spawn_blocking(move || LogManager::open(&data_dir, options))
@@ -110,9 +114,7 @@ async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
     logs.start_maintenance(std::time::Duration::from_millis(config.retention_check_interval_ms));
     let broker = Arc::new(Broker::new(Arc::clone(&logs), config.clone())?);
-    let server = Server::bind(config.listen, broker, config.max_connections, config.socket_request_max_bytes)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let server = Server::new(listener, broker, config.max_connections, config.socket_request_max_bytes);
     let handle = server.handle();
     // One line on stdout that scripts can wait for.
     println!("headwater listening on {} (data dir {})", server.local_addr()?, config.data_dir.display());

@@ -36,18 +36,10 @@ impl ServerHandle {
 }
 
 impl Server {
-    /// Binds the listener.
-    ///
-    /// # Errors
-    /// The bind error.
-    pub async fn bind(
-        addr: SocketAddr,
-        broker: Arc<Broker>,
-        max_connections: usize,
-        max_request_bytes: usize,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, broker, max_connections, max_request_bytes, shutdown: CancellationToken::new() })
+    /// Serves on a bound listener. Binding comes first so that a broker asked to listen
+    /// on port 0 advertises the port it really got.
+    pub fn new(listener: TcpListener, broker: Arc<Broker>, max_connections: usize, max_request_bytes: usize) -> Self {
+        Self { listener, broker, max_connections, max_request_bytes, shutdown: CancellationToken::new() }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

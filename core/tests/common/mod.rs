@@ -1,6 +1,8 @@
 //! Helpers shared by the core crate's integration tests.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::Path;
 use std::sync::Arc;
 

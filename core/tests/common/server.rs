@@ -1,0 +1,82 @@
+//! A real `headwater serve` process for tests: started on a free port, stopped (or
+//! killed) on demand, its data dir kept so it can be restarted on the same data.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ServerProcess {
+    child: Child,
+    pub bootstrap: String,
+    pub data_dir: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts a server on a free loopback port over `data_dir`.
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_on(data_dir, "127.0.0.1:0")
+    }
+
+    /// Starts a server on `listen` (to restart on the same port).
+    pub fn start_on(data_dir: &Path, listen: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
+            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start headwater serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let bootstrap = loop {
+            assert!(Instant::now() < deadline, "server did not start");
+            let line = lines.next().expect("server exited before listening").expect("stdout");
+            if let Some(rest) = line.strip_prefix("headwater listening on ") {
+                break rest.split(' ').next().expect("address").to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, bootstrap, data_dir: data_dir.to_path_buf() }
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        // SAFETY: kill(2) with a pid we own; no memory is touched.
+        let rc = unsafe { libc_kill(self.child.id() as i32, 15) };
+        assert_eq!(rc, 0, "send SIGTERM");
+        self.child.wait().expect("wait").success()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+/// Runs `python3 <script> <args>` from `core/tests/clients/`, failing the test with its
+/// output if it fails.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
+    let output = Command::new("python3").arg(&path).args(args).output().expect("run python3");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    stdout
+}
