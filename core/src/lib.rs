@@ -10,6 +10,7 @@
 //! retention, compaction, group-commit durability, crash recovery, the log manager).
 //! The broker, cluster, tiering and SQL modules arrive with their issues.
 
+pub mod alloc;
 pub mod broker;
 pub mod config;
 pub mod log;

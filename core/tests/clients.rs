@@ -15,7 +15,8 @@ fn librdkafka_and_kafka_python_round_trip_every_codec() {
     let server = ServerProcess::start(dir.path());
     let output = run_python("produce_consume.py", &[&server.bootstrap]);
     assert_eq!(output.lines().filter(|l| l.ends_with("records round-tripped")).count(), 11, "{output}");
-    assert!(server.stop(), "clean shutdown");
+    let status = server.stop();
+    assert!(status.success(), "clean shutdown: {status}");
     // The producers' compression reached the disk as they sent it.
     for (topic, codec) in
         [("rd-gzip-plain", Compression::Gzip), ("rd-zstd-idem", Compression::Zstd), ("kp-gzip", Compression::Gzip)]

@@ -7,6 +7,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+/// A request may claim absurd array sizes; see `headwater_core::alloc`.
+#[global_allocator]
+static ALLOCATOR: headwater_core::alloc::GuardedAllocator = headwater_core::alloc::GuardedAllocator;
+
 use headwater_core::broker::Broker;
 use headwater_core::config::ServerConfig;
 use headwater_core::log::{LogManager, LogManagerOptions};

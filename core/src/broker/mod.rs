@@ -79,10 +79,7 @@ impl Broker {
 
     /// Whether this broker can decode and answer `api_key` at `version`.
     pub fn supports(&self, api_key: ApiKey, version: i16) -> bool {
-        let codec = api_key.valid_versions();
-        SUPPORTED
-            .iter()
-            .any(|&(key, min, max)| key == api_key && version >= min.max(codec.min) && version <= max.min(codec.max))
+        supports(api_key, version)
     }
 
     /// The answer to an ApiVersions request newer than this broker knows (KIP-511).
@@ -124,6 +121,15 @@ impl Broker {
         };
         Some(Response { api_key, api_version: version, correlation_id: header.correlation_id, body })
     }
+}
+
+/// Whether the broker can decode and answer `api_key` at `version`: advertised by us and
+/// known to the codec.
+pub fn supports(api_key: ApiKey, version: i16) -> bool {
+    let codec = api_key.valid_versions();
+    SUPPORTED
+        .iter()
+        .any(|&(key, min, max)| key == api_key && version >= min.max(codec.min) && version <= max.min(codec.max))
 }
 
 /// Kafka's error code for a log error. The one place where internal errors meet the wire.

@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::read_frame;
+use super::request::{RequestError, decode_request};
 use crate::broker::{Broker, Response};
 
 /// Serves one connection until the peer closes it, it misbehaves, or shutdown.
@@ -51,48 +52,20 @@ pub(super) async fn serve(
     }
 }
 
-/// Decodes and handles one request. `None` closes the connection (undecodable request);
-/// `Some(None)` sends nothing (acks=0 produce).
-async fn handle_frame(broker: &Broker, mut frame: bytes::Bytes, peer: &str) -> Option<Option<Response>> {
-    if frame.len() < 8 {
-        tracing::warn!(%peer, "closing connection: request shorter than a header");
-        return None;
-    }
-    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
-    let api_version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
-        tracing::warn!(%peer, api_key = api_key_raw, "closing connection: unknown api key");
-        return None;
-    };
-    // KIP-511: an ApiVersions request newer than we know still gets our ranges, encoded
-    // as version 0 so that any client can read them.
-    if api_key == ApiKey::ApiVersions && api_version > api_key.valid_versions().max {
-        return Some(Some(broker.unsupported_api_versions(correlation_id)));
-    }
-    if !broker.supports(api_key, api_version) {
-        tracing::warn!(%peer, ?api_key, api_version, "closing connection: unsupported api version");
-        return None;
-    }
-    let header_version = api_key.request_header_version(api_version);
-    let header = match RequestHeader::decode(&mut frame, header_version) {
-        Ok(header) => header,
-        Err(error) => {
-            tracing::warn!(%peer, ?api_key, %error, "closing connection: malformed request header");
-            return None;
+/// Decodes and handles one request. `None` closes the connection (a request that cannot
+/// be decoded); `Some(None)` sends nothing (acks=0 produce).
+async fn handle_frame(broker: &Broker, frame: bytes::Bytes, peer: &str) -> Option<Option<Response>> {
+    match decode_request(frame, |key, version| broker.supports(key, version)) {
+        Ok((header, request)) => Some(broker.handle(&header, request).await),
+        Err(RequestError::NewerApiVersions { correlation_id, .. }) => {
+            Some(Some(broker.unsupported_api_versions(correlation_id)))
         }
-    };
-    let request = match RequestKind::decode(api_key, &mut frame, api_version) {
-        Ok(request) => request,
         Err(error) => {
-            tracing::warn!(%peer, ?api_key, api_version, %error, "closing connection: malformed request");
-            return None;
+            // Logged once, for this connection only; other clients are not affected.
+            tracing::warn!(%peer, %error, "closing connection");
+            None
         }
-    };
-    if frame.has_remaining() {
-        tracing::debug!(%peer, ?api_key, bytes = frame.remaining(), "ignoring bytes after a request");
     }
-    Some(broker.handle(&header, request).await)
 }
 
 fn encode_response(response: &Response, out: &mut BytesMut) -> anyhow::Result<()> {

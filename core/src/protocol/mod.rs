@@ -11,7 +11,9 @@
 
 mod connection;
 mod frame;
+mod request;
 mod server;
 
 pub use frame::{FrameError, read_frame};
+pub use request::{RequestError, decode_request};
 pub use server::{Server, ServerHandle};

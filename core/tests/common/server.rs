@@ -20,8 +20,19 @@ impl ServerProcess {
 
     /// Starts a server on `listen` (to restart on the same port).
     pub fn start_on(data_dir: &Path, listen: &str) -> Self {
+        Self::spawn(data_dir, &["--listen", listen])
+    }
+
+    /// Starts a server with a config file (and a free port).
+    pub fn start_with_config(data_dir: &Path, config: &Path) -> Self {
+        Self::spawn(data_dir, &["--listen", "127.0.0.1:0", "--config", config.to_str().expect("utf-8 path")])
+    }
+
+    fn spawn(data_dir: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
-            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg("serve")
+            .args(args)
+            .arg("--data-dir")
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -49,12 +60,12 @@ impl ServerProcess {
         self.child.wait().expect("wait");
     }
 
-    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
-    pub fn stop(mut self) -> bool {
+    /// SIGTERM and wait for the exit; returns its status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: kill(2) with a pid we own; no memory is touched.
         let rc = unsafe { libc_kill(self.child.id() as i32, 15) };
         assert_eq!(rc, 0, "send SIGTERM");
-        self.child.wait().expect("wait").success()
+        self.child.wait().expect("wait")
     }
 }
 
