@@ -107,6 +107,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
+    // Signal handlers go in before anything announces readiness: a supervisor may send
+    // SIGTERM the moment it sees the listening line, and that must still shut down cleanly.
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -123,7 +126,7 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
     // One line on stdout that scripts can wait for.
     println!("headwater listening on {} (data dir {})", server.local_addr()?, config.data_dir.display());
     let running = tokio::spawn(server.run());
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down: no new connections, finishing requests, flushing logs");
     handle.shutdown();
     running.await?;
@@ -132,13 +135,18 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns a future that completes on
+/// either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }
 
 fn dump(path: &Path, records: bool) -> anyhow::Result<()> {
