@@ -13,6 +13,7 @@
 pub mod alloc;
 pub mod broker;
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod protocol;
 pub mod record;
