@@ -11,12 +11,23 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::sync::Arc;
 
@@ -24,7 +35,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
 use crate::config::ServerConfig;
-use crate::log::{LogError, LogManager};
+use crate::group::GroupCoordinator;
+use crate::log::{Clock, LogError, LogManager, SystemClock};
 
 /// A response ready to encode: its body, the version to encode it at, and the
 /// correlation id of the request it answers.
@@ -49,6 +61,17 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The broker of one node.
@@ -59,6 +82,8 @@ pub struct Broker {
     advertised: (String, i32),
     cluster_id: String,
     producer_ids: init_producer_id::ProducerIdAllocator,
+    groups: Arc<GroupCoordinator>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Broker {
@@ -67,10 +92,12 @@ impl Broker {
     pub fn new(logs: Arc<LogManager>, config: ServerConfig) -> anyhow::Result<Self> {
         let advertised = config.advertised()?;
         let producer_ids = init_producer_id::ProducerIdAllocator::open(logs.data_dir())?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let groups = GroupCoordinator::start(Arc::clone(&logs), Arc::clone(&clock))?;
         // Stable per data dir would be better (a later issue stores cluster metadata);
         // one id per broker process is what single-node clients need.
         let cluster_id = format!("headwater-{}", config.node_id);
-        Ok(Self { logs, config, advertised, cluster_id, producer_ids })
+        Ok(Self { logs, config, advertised, cluster_id, producer_ids, groups, clock })
     }
 
     pub fn logs(&self) -> &Arc<LogManager> {
@@ -107,6 +134,38 @@ impl Broker {
             }
             RequestKind::CreateTopics(r) => {
                 (ApiKey::CreateTopics, ResponseKind::CreateTopics(create_topics::handle(self, r, version)))
+            }
+            RequestKind::FindCoordinator(r) => {
+                (ApiKey::FindCoordinator, ResponseKind::FindCoordinator(find_coordinator::handle(self, &r, version)))
+            }
+            RequestKind::JoinGroup(r) => {
+                let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
+                (ApiKey::JoinGroup, ResponseKind::JoinGroup(join_group::handle(self, r, &client_id, version).await))
+            }
+            RequestKind::SyncGroup(r) => {
+                (ApiKey::SyncGroup, ResponseKind::SyncGroup(sync_group::handle(self, r, version).await))
+            }
+            RequestKind::Heartbeat(r) => (ApiKey::Heartbeat, ResponseKind::Heartbeat(heartbeat::handle(self, &r))),
+            RequestKind::LeaveGroup(r) => {
+                (ApiKey::LeaveGroup, ResponseKind::LeaveGroup(leave_group::handle(self, &r, version)))
+            }
+            RequestKind::OffsetCommit(r) => {
+                (ApiKey::OffsetCommit, ResponseKind::OffsetCommit(offset_commit::handle(self, r).await))
+            }
+            RequestKind::OffsetFetch(r) => {
+                (ApiKey::OffsetFetch, ResponseKind::OffsetFetch(offset_fetch::handle(self, r, version)))
+            }
+            RequestKind::ListGroups(r) => {
+                (ApiKey::ListGroups, ResponseKind::ListGroups(list_groups::handle(self, &r, version)))
+            }
+            RequestKind::DescribeGroups(r) => {
+                (ApiKey::DescribeGroups, ResponseKind::DescribeGroups(describe_groups::handle(self, &r, version)))
+            }
+            RequestKind::DeleteGroups(r) => {
+                (ApiKey::DeleteGroups, ResponseKind::DeleteGroups(delete_groups::handle(self, r).await))
+            }
+            RequestKind::OffsetDelete(r) => {
+                (ApiKey::OffsetDelete, ResponseKind::OffsetDelete(offset_delete::handle(self, r).await))
             }
             RequestKind::InitProducerId(r) => {
                 (ApiKey::InitProducerId, ResponseKind::InitProducerId(init_producer_id::handle(self, &r)))

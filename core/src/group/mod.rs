@@ -10,7 +10,11 @@
 //!  OffsetStore ── committed offsets in memory, persisted in __consumer_offsets (compacted)
 //! ```
 
+mod coordinator;
 #[allow(clippy::module_inception)]
 mod group;
+mod offsets;
 
+pub use coordinator::{GroupCoordinator, GroupDescription};
 pub use group::{Group, GroupState, JoinRequest, JoinResult, Member, Outcome, Reply, SyncResult};
+pub use offsets::{CommittedOffset, OFFSETS_PARTITIONS, OFFSETS_TOPIC, OffsetStore};

@@ -1,0 +1,287 @@
+//! The group coordinator: drives each group's state machine from requests and time,
+//! parks JoinGroup and SyncGroup calls until their group answers them, and owns the
+//! committed offsets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use tokio::sync::oneshot;
+
+use super::group::{Group, GroupState, JoinRequest, JoinResult, Outcome, Reply, SyncResult};
+use super::offsets::{CommittedOffset, OffsetStore};
+use crate::log::{Clock, LogError, LogManager};
+
+/// How often session and rebalance timeouts are checked. Timeouts are seconds long
+/// (Kafka's minimum session timeout is 6 s), so a quarter second is precise enough.
+const TICK: Duration = Duration::from_millis(250);
+
+#[derive(Debug)]
+struct Slot {
+    group: Group,
+    joins: HashMap<String, oneshot::Sender<JoinResult>>,
+    syncs: HashMap<String, oneshot::Sender<SyncResult>>,
+}
+
+impl Slot {
+    fn deliver(&mut self, replies: Vec<Reply>) {
+        for reply in replies {
+            match reply {
+                Reply::Join(member, result) => {
+                    if let Some(tx) = self.joins.remove(&member) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Reply::Sync(member, result) => {
+                    if let Some(tx) = self.syncs.remove(&member) {
+                        let _ = tx.send(result);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<super::group::Member>,
+}
+
+/// Every group of this broker, and their offsets.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    groups: Mutex<HashMap<String, Slot>>,
+    offsets: OffsetStore,
+    clock: Arc<dyn Clock>,
+}
+
+impl GroupCoordinator {
+    /// Loads committed offsets and starts the timeout ticker (on the current runtime).
+    ///
+    /// # Errors
+    /// [`LogError`] if `__consumer_offsets` cannot be created or read.
+    pub fn start(logs: Arc<LogManager>, clock: Arc<dyn Clock>) -> Result<Arc<Self>, LogError> {
+        let coordinator =
+            Arc::new(Self { groups: Mutex::new(HashMap::new()), offsets: OffsetStore::open(logs)?, clock });
+        let weak = Arc::downgrade(&coordinator);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            loop {
+                interval.tick().await;
+                let Some(coordinator) = weak.upgrade() else { return };
+                coordinator.tick();
+            }
+        });
+        Ok(coordinator)
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn tick(&self) {
+        let now = self.now();
+        let mut groups = self.groups.lock().expect("groups lock");
+        for slot in groups.values_mut() {
+            let mut replies = Vec::new();
+            slot.group.tick(now, &mut replies);
+            slot.deliver(replies);
+        }
+    }
+
+    /// JoinGroup: answered when the group's join phase completes.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the wait; the member stays in the group until its
+    /// session expires, as if its client had gone away.
+    pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinResult {
+        let rx = {
+            let mut groups = self.groups.lock().expect("groups lock");
+            let slot = groups.entry(group_id.to_string()).or_insert_with(|| Slot {
+                group: Group::new(group_id),
+                joins: HashMap::new(),
+                syncs: HashMap::new(),
+            });
+            let mut replies = Vec::new();
+            let outcome = slot.group.join(self.now(), request, &mut replies);
+            slot.deliver(replies);
+            match outcome {
+                Outcome::Now(result) => return result,
+                Outcome::Wait { member_id } => {
+                    let (tx, rx) = oneshot::channel();
+                    slot.joins.insert(member_id, tx);
+                    rx
+                }
+            }
+        };
+        rx.await
+            .unwrap_or_else(|_| JoinResult { error_code: ResponseError::UnknownMemberId.code(), ..Default::default() })
+    }
+
+    /// SyncGroup: answered once the leader has sent the assignments.
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation_id: i32,
+        assignments: Vec<(String, bytes::Bytes)>,
+    ) -> SyncResult {
+        let rx = {
+            let mut groups = self.groups.lock().expect("groups lock");
+            let Some(slot) = groups.get_mut(group_id) else {
+                return SyncResult { error_code: ResponseError::UnknownMemberId.code(), ..Default::default() };
+            };
+            let mut replies = Vec::new();
+            let outcome = slot.group.sync(self.now(), member_id, generation_id, assignments, &mut replies);
+            slot.deliver(replies);
+            match outcome {
+                Outcome::Now(result) => return result,
+                Outcome::Wait { member_id } => {
+                    let (tx, rx) = oneshot::channel();
+                    slot.syncs.insert(member_id, tx);
+                    rx
+                }
+            }
+        };
+        rx.await.unwrap_or_else(|_| SyncResult {
+            error_code: ResponseError::RebalanceInProgress.code(),
+            ..Default::default()
+        })
+    }
+
+    /// Heartbeat: Kafka's error code.
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, generation_id: i32) -> i16 {
+        let mut groups = self.groups.lock().expect("groups lock");
+        match groups.get_mut(group_id) {
+            Some(slot) => slot.group.heartbeat(self.now(), member_id, generation_id),
+            None => ResponseError::UnknownMemberId.code(),
+        }
+    }
+
+    /// LeaveGroup: one error code per leaving member.
+    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
+        let mut groups = self.groups.lock().expect("groups lock");
+        let Some(slot) = groups.get_mut(group_id) else {
+            return vec![ResponseError::UnknownMemberId.code(); members.len()];
+        };
+        let mut replies = Vec::new();
+        let codes = slot.group.leave(self.now(), members, &mut replies);
+        slot.deliver(replies);
+        codes
+    }
+
+    /// OffsetCommit: checks the member and generation, then writes durably. One error
+    /// code for the whole request (0 when the offsets are committed).
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation_id: i32,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) -> i16 {
+        let check = {
+            let groups = self.groups.lock().expect("groups lock");
+            match groups.get(group_id) {
+                Some(slot) => slot.group.check_commit(member_id, generation_id),
+                None if generation_id < 0 => 0,
+                None => ResponseError::IllegalGeneration.code(),
+            }
+        };
+        if check != 0 {
+            return check;
+        }
+        let entries = offsets.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        match self.offsets.write(group_id, entries).await {
+            Ok(()) => 0,
+            Err(error) => {
+                tracing::error!(group = group_id, %error, "committing offsets failed");
+                ResponseError::KafkaStorageError.code()
+            }
+        }
+    }
+
+    pub fn committed(&self, group_id: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
+        self.offsets.get(group_id, topic, partition)
+    }
+
+    pub fn all_committed(&self, group_id: &str) -> Vec<((String, i32), CommittedOffset)> {
+        self.offsets.all(group_id)
+    }
+
+    /// Every group: with members, or with committed offsets only (shown as Empty).
+    pub fn list(&self) -> Vec<(String, &'static str, String)> {
+        let groups = self.groups.lock().expect("groups lock");
+        let mut listed: Vec<(String, &'static str, String)> = groups
+            .iter()
+            .map(|(id, slot)| {
+                (id.clone(), slot.group.state.name(), slot.group.protocol_type.clone().unwrap_or_default())
+            })
+            .collect();
+        for id in self.offsets.groups() {
+            if !groups.contains_key(&id) {
+                listed.push((id, GroupState::Empty.name(), "consumer".to_string()));
+            }
+        }
+        listed.sort();
+        listed
+    }
+
+    /// DescribeGroups for one group; `None` when it does not exist.
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let groups = self.groups.lock().expect("groups lock");
+        match groups.get(group_id) {
+            Some(slot) => Some(GroupDescription {
+                state: slot.group.state.name(),
+                protocol_type: slot.group.protocol_type.clone().unwrap_or_default(),
+                protocol_name: slot.group.protocol_name.clone().unwrap_or_default(),
+                members: slot.group.members.values().cloned().collect(),
+            }),
+            None => (!self.offsets.all(group_id).is_empty()).then(|| GroupDescription {
+                state: GroupState::Empty.name(),
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                members: Vec::new(),
+            }),
+        }
+    }
+
+    /// DeleteGroups: only groups without members; removes their offsets.
+    pub async fn delete_group(&self, group_id: &str) -> i16 {
+        {
+            let mut groups = self.groups.lock().expect("groups lock");
+            if let Some(slot) = groups.get(group_id) {
+                if !slot.group.members.is_empty() {
+                    return ResponseError::NonEmptyGroup.code();
+                }
+                groups.remove(group_id);
+            } else if self.offsets.all(group_id).is_empty() {
+                return ResponseError::GroupIdNotFound.code();
+            }
+        }
+        self.delete_offsets(group_id, None).await
+    }
+
+    /// OffsetDelete (or all offsets, for DeleteGroups).
+    pub async fn delete_offsets(&self, group_id: &str, partitions: Option<Vec<(String, i32)>>) -> i16 {
+        let keys: Vec<(String, i32)> =
+            partitions.unwrap_or_else(|| self.offsets.all(group_id).into_iter().map(|(k, _)| k).collect());
+        let entries = keys.into_iter().map(|k| (k, None)).collect();
+        match self.offsets.write(group_id, entries).await {
+            Ok(()) => 0,
+            Err(error) => {
+                tracing::error!(group = group_id, %error, "deleting offsets failed");
+                ResponseError::KafkaStorageError.code()
+            }
+        }
+    }
+
+    /// Whether the group has live members (OffsetDelete refuses then).
+    pub fn has_members(&self, group_id: &str) -> bool {
+        self.groups.lock().expect("groups lock").get(group_id).is_some_and(|s| !s.group.members.is_empty())
+    }
+}

@@ -1,0 +1,288 @@
+//! Committed offsets, kept in memory and persisted as records of the compacted internal
+//! topic `__consumer_offsets`, so they survive restarts (and, with replication, fail over).
+//!
+//! Records use Kafka's own layout, so tools that read Kafka's offsets topic read ours:
+//!
+//! ```text
+//! key   (v1): version i16 = 1 | group string | topic string | partition i32
+//! value (v3): version i16 = 3 | offset i64 | leader_epoch i32 | metadata string | commit_timestamp i64
+//! ```
+//! (strings are an i16 length and UTF-8). A null value deletes the key (a tombstone). A
+//! group's records go to partition `abs(java_hash(group)) % partitions`, as in Kafka.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Buf, BufMut};
+
+use crate::log::{LogError, LogManager};
+use crate::record::{BatchBuilder, BatchIter, Compression, NewRecord};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's `offsets.topic.num.partitions`.
+pub const OFFSETS_PARTITIONS: i32 = 50;
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_timestamp: i64,
+}
+
+type Offsets = BTreeMap<(String, i32), CommittedOffset>;
+
+/// Committed offsets of every group.
+#[derive(Debug)]
+pub struct OffsetStore {
+    logs: Arc<LogManager>,
+    committed: Mutex<HashMap<String, Offsets>>,
+}
+
+/// Java's `String.hashCode`, which Kafka uses to place a group.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+fn partition_for(group: &str) -> i32 {
+    (java_hash(group).unsigned_abs() % OFFSETS_PARTITIONS as u32) as i32
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    out.put_i16(s.len() as i16);
+    out.put_slice(s.as_bytes());
+}
+
+fn get_string(buf: &mut &[u8]) -> Option<String> {
+    if buf.remaining() < 2 {
+        return None;
+    }
+    let len = buf.get_i16();
+    if len < 0 {
+        return Some(String::new());
+    }
+    let len = len as usize;
+    if buf.remaining() < len {
+        return None;
+    }
+    let s = String::from_utf8(buf[..len].to_vec()).ok()?;
+    buf.advance(len);
+    Some(s)
+}
+
+fn encode_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + group.len() + topic.len());
+    key.put_i16(1);
+    put_string(&mut key, group);
+    put_string(&mut key, topic);
+    key.put_i32(partition);
+    key
+}
+
+fn encode_value(committed: &CommittedOffset) -> Vec<u8> {
+    let mut value = Vec::with_capacity(32);
+    value.put_i16(3);
+    value.put_i64(committed.offset);
+    value.put_i32(committed.leader_epoch);
+    put_string(&mut value, committed.metadata.as_deref().unwrap_or(""));
+    value.put_i64(committed.commit_timestamp);
+    value
+}
+
+/// `(group, topic, partition)` of an offset key; `None` for other record kinds (Kafka
+/// also stores group metadata, key version 2) or damaged keys.
+fn decode_key(mut key: &[u8]) -> Option<(String, String, i32)> {
+    if key.remaining() < 2 || !matches!(key.get_i16(), 0 | 1) {
+        return None;
+    }
+    let group = get_string(&mut key)?;
+    let topic = get_string(&mut key)?;
+    (key.remaining() >= 4).then(|| (group, topic, key.get_i32()))
+}
+
+fn decode_value(mut value: &[u8]) -> Option<CommittedOffset> {
+    if value.remaining() < 2 {
+        return None;
+    }
+    let version = value.get_i16();
+    if value.remaining() < 8 {
+        return None;
+    }
+    let offset = value.get_i64();
+    let leader_epoch = if version >= 3 && value.remaining() >= 4 { value.get_i32() } else { -1 };
+    let metadata = get_string(&mut value)?;
+    let commit_timestamp = if value.remaining() >= 8 { value.get_i64() } else { -1 };
+    Some(CommittedOffset { offset, leader_epoch, metadata: Some(metadata), commit_timestamp })
+}
+
+impl OffsetStore {
+    /// Creates `__consumer_offsets` if needed and loads every committed offset from it.
+    ///
+    /// # Errors
+    /// [`LogError`] if the topic cannot be created or read.
+    pub fn open(logs: Arc<LogManager>) -> Result<Self, LogError> {
+        if logs.topic(OFFSETS_TOPIC).is_none() {
+            let config = BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                // Kafka's offsets.topic.segment.bytes: small segments compact sooner.
+                ("segment.bytes".to_string(), "104857600".to_string()),
+            ]);
+            match logs.create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, config) {
+                Ok(()) | Err(LogError::TopicAlreadyExists { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let mut committed: HashMap<String, Offsets> = HashMap::new();
+        let partitions = logs.topic(OFFSETS_TOPIC).map_or(0, |t| t.partitions);
+        for partition in 0..partitions {
+            let log = logs.get(OFFSETS_TOPIC, partition)?;
+            let mut offset = log.log_start();
+            while offset < log.log_end() {
+                let read = log.read(offset, None, 1 << 20)?;
+                if read.records.is_empty() {
+                    break;
+                }
+                for batch in BatchIter::new(&read.records) {
+                    let batch = batch.map_err(|source| LogError::InvalidRecords { source })?;
+                    offset = batch.next_offset();
+                    if batch.is_control() {
+                        continue;
+                    }
+                    let records = batch.records(1 << 26).map_err(|source| LogError::InvalidRecords { source })?;
+                    for record in records.iter() {
+                        let record = record.map_err(|source| LogError::InvalidRecords { source })?;
+                        let Some((group, topic, partition)) = record.key.and_then(decode_key) else { continue };
+                        match record.value.and_then(decode_value) {
+                            Some(value) => {
+                                committed.entry(group).or_default().insert((topic, partition), value);
+                            }
+                            None => {
+                                if let Some(offsets) = committed.get_mut(&group) {
+                                    offsets.remove(&(topic, partition));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        committed.retain(|_, offsets| !offsets.is_empty());
+        Ok(Self { logs, committed: Mutex::new(committed) })
+    }
+
+    /// Writes offsets (a `None` deletes one) and waits until they are on disk; only then
+    /// are they visible to fetches.
+    ///
+    /// # Errors
+    /// [`LogError`] if the append or the flush fails; nothing is changed then.
+    pub async fn write(
+        &self,
+        group: &str,
+        entries: Vec<((String, i32), Option<CommittedOffset>)>,
+    ) -> Result<(), LogError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let timestamp = entries.iter().filter_map(|(_, c)| c.as_ref().map(|c| c.commit_timestamp)).max().unwrap_or(0);
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries
+            .iter()
+            .map(|((topic, partition), committed)| {
+                (encode_key(group, topic, *partition), committed.as_ref().map(encode_value))
+            })
+            .collect();
+        let mut builder = BatchBuilder::new(Compression::None);
+        for (key, value) in &encoded {
+            builder.append(NewRecord { timestamp, key: Some(key), value: value.as_deref(), headers: &[] });
+        }
+        let mut batch = builder.build().map_err(|source| LogError::InvalidRecords { source })?;
+        let log = self.logs.get(OFFSETS_TOPIC, partition_for(group))?;
+        let appended = log.append(&mut batch, 0)?;
+        log.wait_flushed(appended.last_offset + 1).await?;
+        let mut committed = self.committed.lock().expect("offsets lock");
+        let offsets = committed.entry(group.to_string()).or_default();
+        for (key, value) in entries {
+            match value {
+                Some(value) => {
+                    offsets.insert(key, value);
+                }
+                None => {
+                    offsets.remove(&key);
+                }
+            }
+        }
+        if offsets.is_empty() {
+            committed.remove(group);
+        }
+        Ok(())
+    }
+
+    /// The committed offset of one partition.
+    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
+        self.committed.lock().expect("offsets lock").get(group)?.get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Every committed offset of a group.
+    pub fn all(&self, group: &str) -> Vec<((String, i32), CommittedOffset)> {
+        self.committed
+            .lock()
+            .expect("offsets lock")
+            .get(group)
+            .map(|offsets| offsets.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Groups that have committed offsets.
+    pub fn groups(&self) -> Vec<String> {
+        self.committed.lock().expect("offsets lock").keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_matches_javas() {
+        // Values computed by java.lang.String#hashCode.
+        assert_eq!(java_hash(""), 0);
+        assert_eq!(java_hash("a"), 97);
+        assert_eq!(java_hash("my-group"), -1_906_497_762);
+        assert!((0..OFFSETS_PARTITIONS).contains(&partition_for("any group")));
+    }
+
+    #[test]
+    fn keys_and_values_round_trip_in_kafkas_layout() {
+        let key = encode_key("g", "orders", 7);
+        assert_eq!(&key[..2], &[0, 1], "key version 1");
+        assert_eq!(decode_key(&key), Some(("g".into(), "orders".into(), 7)));
+        let value = CommittedOffset { offset: 42, leader_epoch: 3, metadata: Some("m".into()), commit_timestamp: 99 };
+        let encoded = encode_value(&value);
+        assert_eq!(&encoded[..2], &[0, 3], "value version 3");
+        assert_eq!(decode_value(&encoded), Some(value));
+        assert_eq!(decode_key(&[0, 2, 0, 1]), None, "group metadata keys are skipped");
+        assert_eq!(decode_value(&[0, 3, 1]), None);
+    }
+
+    #[tokio::test]
+    async fn committed_offsets_survive_a_reopen_and_deletes_stick() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::log::LogManagerOptions::default();
+        {
+            let logs = LogManager::open(dir.path(), options.clone()).unwrap();
+            let store = OffsetStore::open(Arc::clone(&logs)).unwrap();
+            let offset = |o| Some(CommittedOffset { offset: o, leader_epoch: -1, metadata: None, commit_timestamp: 1 });
+            store.write("g", vec![(("t".into(), 0), offset(10)), (("t".into(), 1), offset(20))]).await.unwrap();
+            store.write("g", vec![(("t".into(), 0), offset(11))]).await.unwrap();
+            store.write("h", vec![(("t".into(), 0), offset(5))]).await.unwrap();
+            store.write("h", vec![(("t".into(), 0), None)]).await.unwrap();
+            logs.close().unwrap();
+        }
+        let logs = LogManager::open(dir.path(), options).unwrap();
+        let store = OffsetStore::open(logs).unwrap();
+        assert_eq!(store.get("g", "t", 0).map(|c| c.offset), Some(11));
+        assert_eq!(store.get("g", "t", 1).map(|c| c.offset), Some(20));
+        assert_eq!(store.get("h", "t", 0), None);
+        assert_eq!(store.groups(), vec!["g".to_string()]);
+    }
+}
