@@ -19,9 +19,14 @@ fn librdkafka_and_kafka_python_round_trip_every_codec() {
     assert!(status.success(), "clean shutdown: {status}");
     // The producers' compression reached the disk as they sent it. (A client sends a batch
     // uncompressed when compressing would make it larger, so not every batch is.)
-    for (topic, codec) in
-        [("rd-gzip-plain", Compression::Gzip), ("rd-zstd-idem", Compression::Zstd), ("kp-gzip", Compression::Gzip)]
-    {
+    for (topic, codec) in [
+        ("rd-gzip-plain", Compression::Gzip),
+        ("rd-lz4-plain", Compression::Lz4),
+        ("rd-snappy-plain", Compression::Snappy),
+        ("rd-zstd-idem", Compression::Zstd),
+        ("kp-gzip", Compression::Gzip),
+        ("kp-lz4", Compression::Lz4),
+    ] {
         let segment = dir.path().join(format!("{topic}-0")).join(format!("{:020}.log", 0));
         let bytes = std::fs::read(&segment).unwrap();
         let codecs: Vec<Compression> = BatchIter::new(&bytes).map(|b| b.unwrap().compression().unwrap()).collect();
