@@ -58,3 +58,11 @@ fn kcat_lists_metadata_and_round_trips_keyed_records() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&consume.stdout), "a=first@0\nb=second@1\nc=third@2\n");
 }
+
+#[test]
+fn confluent_admin_client_manages_topics_configs_records_and_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let output = run_python("admin.py", &[&server.bootstrap]);
+    assert!(output.contains("admin operations all behaved like Kafka"), "{output}");
+}

@@ -9,10 +9,15 @@
 //!                      <──────────── Response (ResponseKind + version) ───────┘
 //! ```
 
+mod alter_configs;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
 mod describe_groups;
 mod fetch;
 mod find_coordinator;
@@ -26,6 +31,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -72,6 +78,13 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// The broker of one node.
@@ -166,6 +179,29 @@ impl Broker {
             }
             RequestKind::OffsetDelete(r) => {
                 (ApiKey::OffsetDelete, ResponseKind::OffsetDelete(offset_delete::handle(self, r).await))
+            }
+            RequestKind::DescribeConfigs(r) => {
+                (ApiKey::DescribeConfigs, ResponseKind::DescribeConfigs(describe_configs::handle(self, &r, version)))
+            }
+            RequestKind::AlterConfigs(r) => {
+                (ApiKey::AlterConfigs, ResponseKind::AlterConfigs(alter_configs::handle(self, &r)))
+            }
+            RequestKind::IncrementalAlterConfigs(r) => (
+                ApiKey::IncrementalAlterConfigs,
+                ResponseKind::IncrementalAlterConfigs(alter_configs::handle_incremental(self, &r)),
+            ),
+            RequestKind::CreatePartitions(r) => {
+                (ApiKey::CreatePartitions, ResponseKind::CreatePartitions(create_partitions::handle(self, &r)))
+            }
+            RequestKind::DeleteRecords(r) => {
+                (ApiKey::DeleteRecords, ResponseKind::DeleteRecords(delete_records::handle(self, &r)))
+            }
+            RequestKind::OffsetForLeaderEpoch(r) => (
+                ApiKey::OffsetForLeaderEpoch,
+                ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, &r)),
+            ),
+            RequestKind::DescribeCluster(r) => {
+                (ApiKey::DescribeCluster, ResponseKind::DescribeCluster(describe_cluster::handle(self, &r)))
             }
             RequestKind::InitProducerId(r) => {
                 (ApiKey::InitProducerId, ResponseKind::InitProducerId(init_producer_id::handle(self, &r)))

@@ -1,0 +1,36 @@
+//! OffsetForLeaderEpoch: the end offset of a leader epoch, which clients use to detect
+//! log truncation after a leader change. One broker: every partition has had one leader,
+//! epoch 0, since it was created, so epoch 0 ends at the log end.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use super::{Broker, error_code};
+
+pub(super) fn handle(broker: &Broker, request: &OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let answer = EpochEndOffset::default().with_partition(p.partition);
+                    match broker.logs.get(&topic.topic, p.partition) {
+                        Err(error) => answer.with_error_code(error_code(&error)),
+                        // A client that knows a newer epoch than ours is ahead of this broker.
+                        Ok(_) if p.current_leader_epoch > 0 => {
+                            answer.with_error_code(ResponseError::UnknownLeaderEpoch.code())
+                        }
+                        Ok(_) if p.leader_epoch < 0 => answer.with_leader_epoch(-1).with_end_offset(-1),
+                        Ok(log) => answer.with_leader_epoch(0).with_end_offset(log.log_end()),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default().with_topic(topic.topic.clone()).with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
