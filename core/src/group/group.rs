@@ -56,6 +56,8 @@ pub struct Member {
     /// The protocols it supports, in its order of preference, with their metadata.
     pub protocols: Vec<(String, Bytes)>,
     pub assignment: Bytes,
+    /// Order of arrival: the first member to join leads, and breaks protocol ties.
+    join_order: u64,
     last_heartbeat_ms: i64,
     awaiting_join: bool,
     awaiting_sync: bool,
@@ -163,8 +165,7 @@ impl Group {
         }
     }
 
-    fn new_member_id(&mut self, client_id: &str) -> String {
-        self.next_member += 1;
+    fn new_member_id(client_id: &str) -> String {
         format!("{client_id}-{}", uuid::Uuid::new_v4())
     }
 
@@ -187,7 +188,7 @@ impl Group {
                     .find(|m| m.group_instance_id.as_ref() == Some(instance))
                     .map(|m| m.member_id.clone())
             });
-            let new_id = self.new_member_id(&request.client_id);
+            let new_id = Self::new_member_id(&request.client_id);
             if let Some(old_id) = known {
                 let mut member = self.members.remove(&old_id).expect("known member");
                 let unchanged = member.protocols == request.protocols;
@@ -226,6 +227,7 @@ impl Group {
             return Outcome::Now(error(ResponseError::UnknownMemberId));
         };
 
+        let join_order = self.next_member;
         let member = self.members.entry(member_id.clone()).or_insert_with(|| Member {
             member_id: member_id.clone(),
             group_instance_id: request.group_instance_id.clone(),
@@ -235,10 +237,14 @@ impl Group {
             rebalance_timeout_ms: request.rebalance_timeout_ms,
             protocols: Vec::new(),
             assignment: Bytes::new(),
+            join_order,
             last_heartbeat_ms: now_ms,
             awaiting_join: false,
             awaiting_sync: false,
         });
+        if member.join_order == join_order {
+            self.next_member += 1;
+        }
         member.protocols = request.protocols;
         member.session_timeout_ms = request.session_timeout_ms;
         member.rebalance_timeout_ms = request.rebalance_timeout_ms;
@@ -308,10 +314,10 @@ impl Group {
             return;
         }
         // The protocol every member supports that members rank best, by votes.
-        let candidates: Vec<String> = self
-            .members
-            .values()
-            .next()
+        let first = self.members.values().min_by_key(|m| m.join_order).map(|m| m.member_id.clone());
+        let candidates: Vec<String> = first
+            .as_ref()
+            .and_then(|id| self.members.get(id))
             .map(|m| m.protocols.iter().map(|(n, _)| n.clone()).collect())
             .unwrap_or_default();
         let supported: Vec<&String> = candidates
@@ -333,7 +339,7 @@ impl Group {
             .map(|name| (*name).clone());
         self.protocol_name = protocol.clone();
         if !self.leader.as_ref().is_some_and(|l| self.members.contains_key(l)) {
-            self.leader = self.members.keys().next().cloned();
+            self.leader = first;
         }
         let leader = self.leader.clone().unwrap_or_default();
         let protocol = protocol.unwrap_or_default();
