@@ -15,5 +15,6 @@ pub mod broker;
 pub mod config;
 pub mod group;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod record;

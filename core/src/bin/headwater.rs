@@ -53,6 +53,9 @@ struct ServeArgs {
     /// host:port that clients are told to connect to [default: the listen address].
     #[arg(long)]
     advertised_listener: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +104,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(advertised) = args.advertised_listener {
         config.advertised_listener = Some(advertised);
     }
+    if let Some(metrics) = args.metrics_listen {
+        config.metrics_listen = Some(metrics);
+    }
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run_server(config))
@@ -114,6 +120,9 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     config.listen = listener.local_addr()?;
+    if let Some(addr) = config.metrics_listen {
+        headwater_core::metrics::serve(addr)?;
+    }
     let options = LogManagerOptions { defaults: config.topic_defaults.clone(), ..LogManagerOptions::default() };
     let data_dir = config.data_dir.clone();
     let logs = tokio::task::spawn_blocking(move || LogManager::open(&data_dir, options))

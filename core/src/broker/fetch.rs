@@ -24,13 +24,35 @@ pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
         let (response, bytes, had_error) = read_once(broker, &request, version);
         let now = Instant::now();
         if bytes >= min_bytes.max(1) || had_error || now >= deadline || watches.is_empty() {
-            return response;
+            return counted(response);
         }
         let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout(deadline - now, changed).await.is_err() {
-            return read_once(broker, &request, version).0;
+            return counted(read_once(broker, &request, version).0);
         }
     }
+}
+
+/// Counts the bytes and records a response carries, per topic.
+fn counted(response: FetchResponse) -> FetchResponse {
+    for topic in &response.responses {
+        let (mut bytes, mut records) = (0u64, 0u64);
+        for partition in &topic.partitions {
+            if let Some(data) = &partition.records {
+                bytes += data.len() as u64;
+                records += crate::record::BatchIter::new(data)
+                    .map_while(Result::ok)
+                    .map(|b| u64::from(b.records_count().max(0) as u32))
+                    .sum::<u64>();
+            }
+        }
+        if bytes > 0 {
+            let name = topic.topic.to_string();
+            metrics::counter!(crate::metrics::BYTES_OUT, "topic" => name.clone()).increment(bytes);
+            metrics::counter!(crate::metrics::RECORDS_OUT, "topic" => name).increment(records);
+        }
+    }
+    response
 }
 
 /// One pass over the requested partitions: the response, its record bytes, and whether

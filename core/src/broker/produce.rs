@@ -42,6 +42,13 @@ pub(super) async fn handle(broker: &Broker, request: ProduceRequest, version: i1
             let mut batches = records.to_vec();
             match log.append(&mut batches, 0) {
                 Ok(info) => {
+                    if !info.duplicate {
+                        let records = info.last_offset - info.first_offset + 1;
+                        metrics::counter!(crate::metrics::BYTES_IN, "topic" => name.clone())
+                            .increment(batches.len() as u64);
+                        metrics::counter!(crate::metrics::RECORDS_IN, "topic" => name.clone())
+                            .increment(records as u64);
+                    }
                     response = response.with_base_offset(info.first_offset).with_log_start_offset(since(
                         version,
                         5,

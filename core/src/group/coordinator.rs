@@ -57,8 +57,12 @@ pub struct GroupDescription {
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Slot>>,
     offsets: OffsetStore,
+    logs: Arc<LogManager>,
     clock: Arc<dyn Clock>,
 }
+
+/// Consumer lag is recomputed every this many ticks (5 s): a scrape interval's worth.
+const LAG_EVERY_TICKS: u32 = 20;
 
 impl GroupCoordinator {
     /// Loads committed offsets and starts the timeout ticker (on the current runtime).
@@ -66,15 +70,22 @@ impl GroupCoordinator {
     /// # Errors
     /// [`LogError`] if `__consumer_offsets` cannot be created or read.
     pub fn start(logs: Arc<LogManager>, clock: Arc<dyn Clock>) -> Result<Arc<Self>, LogError> {
-        let coordinator =
-            Arc::new(Self { groups: Mutex::new(HashMap::new()), offsets: OffsetStore::open(logs)?, clock });
+        let coordinator = Arc::new(Self {
+            groups: Mutex::new(HashMap::new()),
+            offsets: OffsetStore::open(Arc::clone(&logs))?,
+            logs,
+            clock,
+        });
         let weak = Arc::downgrade(&coordinator);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(TICK);
-            loop {
+            for tick in 0u32.. {
                 interval.tick().await;
                 let Some(coordinator) = weak.upgrade() else { return };
                 coordinator.tick();
+                if tick % LAG_EVERY_TICKS == 0 {
+                    coordinator.record_lag();
+                }
             }
         });
         Ok(coordinator)
@@ -91,6 +102,19 @@ impl GroupCoordinator {
             let mut replies = Vec::new();
             slot.group.tick(now, &mut replies);
             slot.deliver(replies);
+        }
+    }
+
+    /// Publishes each group's lag per partition: log end offset minus committed offset.
+    fn record_lag(&self) {
+        for group in self.offsets.groups() {
+            for ((topic, partition), committed) in self.offsets.all(&group) {
+                if let Some(log) = self.logs.log(&crate::log::TopicPartition::new(topic.clone(), partition)) {
+                    let lag = (log.log_end() - committed.offset).max(0);
+                    metrics::gauge!(crate::metrics::CONSUMER_LAG, "group" => group.clone(), "topic" => topic, "partition" => partition.to_string())
+                        .set(lag as f64);
+                }
+            }
         }
     }
 

@@ -21,6 +21,8 @@ pub(super) async fn serve(
     shutdown: CancellationToken,
 ) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
+    let _open = scopeguard(|| metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0));
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
@@ -39,8 +41,11 @@ pub(super) async fn serve(
                 break;
             }
         };
+        let started = std::time::Instant::now();
         let Some(response) = handle_frame(&broker, frame, &peer).await else { break };
         let Some(response) = response else { continue }; // acks=0: no response at all
+        metrics::histogram!(crate::metrics::REQUEST_DURATION, "api" => api_name(response.api_key))
+            .record(started.elapsed().as_secs_f64());
         out.clear();
         if let Err(error) = encode_response(&response, &mut out) {
             tracing::error!(%peer, %error, api = ?response.api_key, "closing connection: cannot encode response");
@@ -76,4 +81,27 @@ fn encode_response(response: &Response, out: &mut BytesMut) -> anyhow::Result<()
     let size = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&size.to_be_bytes());
     Ok(())
+}
+
+/// Kafka's name for an API, as a metric label.
+fn api_name(api_key: kafka_protocol::messages::ApiKey) -> &'static str {
+    // The Debug name is Kafka's name (Produce, Fetch, ...); leaked once per API, bounded.
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<i16, &'static str>>> =
+        std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(Default::default);
+    let mut names = names.lock().expect("api names lock");
+    names.entry(api_key as i16).or_insert_with(|| Box::leak(format!("{api_key:?}").into_boxed_str()))
+}
+
+/// Runs `f` when dropped: the connection gauge goes down however the loop ends.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

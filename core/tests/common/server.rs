@@ -23,6 +23,13 @@ impl ServerProcess {
         Self::spawn(data_dir, &["--listen", listen])
     }
 
+    /// Starts a server with extra `serve` flags (and a free port).
+    pub fn start_with_args(data_dir: &Path, args: &[&str]) -> Self {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::spawn(data_dir, &all)
+    }
+
     /// Starts a server with a config file (and a free port).
     pub fn start_with_config(data_dir: &Path, config: &Path) -> Self {
         Self::spawn(data_dir, &["--listen", "127.0.0.1:0", "--config", config.to_str().expect("utf-8 path")])
