@@ -1,0 +1,122 @@
+//! The Rust client against a real broker: the producer's batching, acks, idempotence and
+//! partitioning.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::read_all;
+use common::server::{ServerProcess, run_python};
+use headwater_core::broker::Broker;
+use headwater_core::client::partitioner::partition_for_key;
+use headwater_core::client::{Producer, ProducerConfig};
+use headwater_core::config::ServerConfig;
+use headwater_core::log::{LogManager, LogManagerOptions};
+use headwater_core::protocol::Server;
+use headwater_core::record::Compression;
+
+/// A broker in this process, on a free port.
+async fn broker(dir: &std::path::Path) -> (String, Arc<LogManager>) {
+    let logs = LogManager::open(dir, LogManagerOptions::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config =
+        ServerConfig { listen: listener.local_addr().unwrap(), data_dir: dir.to_path_buf(), ..ServerConfig::default() };
+    let broker = Arc::new(Broker::new(Arc::clone(&logs), config.clone()).unwrap());
+    let server = Server::new(listener, broker, 100, 100 << 20);
+    tokio::spawn(server.run());
+    (config.listen.to_string(), logs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_delivers_every_record_once_in_order_per_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bootstrap, logs) = broker(dir.path()).await;
+    logs.create_topic("p", 6, BTreeMap::new()).unwrap();
+    let producer =
+        Producer::connect(ProducerConfig { bootstrap, compression: Compression::Lz4, ..ProducerConfig::default() })
+            .await
+            .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..10_000u32 {
+        let key = Bytes::from(format!("key-{}", i % 97));
+        let value = Bytes::from(format!("value-{i}"));
+        deliveries.push((i, key.clone(), producer.send("p", Some(key), Some(value), vec![]).await.unwrap()));
+    }
+    producer.flush().await.unwrap();
+    let mut stored: BTreeMap<(i32, i64), String> = BTreeMap::new();
+    for partition in 0..6 {
+        for (offset, _, value) in read_all(&logs.get("p", partition).unwrap()) {
+            stored.insert((partition, offset), value.unwrap());
+        }
+    }
+    assert_eq!(stored.len(), 10_000, "each record stored exactly once");
+    let mut last_offset: BTreeMap<(i32, String), i64> = BTreeMap::new();
+    for (i, key, delivery) in deliveries {
+        let meta = delivery.await.unwrap().unwrap();
+        assert_eq!(meta.partition, partition_for_key(&key, 6), "keys partition like the Java client");
+        assert_eq!(
+            stored.get(&(meta.partition, meta.offset)),
+            Some(&format!("value-{i}")),
+            "acknowledged at its offset"
+        );
+        // Records of one key keep their order.
+        let key = String::from_utf8(key.to_vec()).unwrap();
+        if let Some(previous) = last_offset.insert((meta.partition, key), meta.offset) {
+            assert!(meta.offset > previous);
+        }
+    }
+    // The batches carry the producer id: the idempotent producer is on by default.
+    let read = logs.get("p", 0).unwrap().read(0, None, 1 << 20).unwrap();
+    let batch = headwater_core::record::BatchIter::new(&read.records).next().unwrap().unwrap();
+    assert!(batch.producer_id() >= 0);
+    assert_eq!(batch.compression().unwrap(), Compression::Lz4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_records_spread_over_partitions_and_acks_zero_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bootstrap, logs) = broker(dir.path()).await;
+    logs.create_topic("spread", 4, BTreeMap::new()).unwrap();
+    let config =
+        ProducerConfig { bootstrap, acks: 0, idempotent: false, batch_bytes: 1024, ..ProducerConfig::default() };
+    let producer = Producer::connect(config).await.unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..2_000 {
+        deliveries.push(producer.send("spread", None, Some(Bytes::from(format!("{i:0>100}"))), vec![]).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    for delivery in deliveries {
+        assert_eq!(delivery.await.unwrap().unwrap().offset, -1, "acks=0: no offsets");
+    }
+    // acks=0 has no answer to wait for: poll the logs until everything is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let counts: Vec<i64> = (0..4).map(|p| logs.get("spread", p).unwrap().log_end()).collect();
+        if counts.iter().sum::<i64>() == 2_000 {
+            assert!(counts.iter().filter(|c| **c > 0).count() >= 3, "sticky partitions move on: {counts:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {counts:?} arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn keys_land_in_the_same_partition_as_with_librdkafkas_murmur2() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let output = run_python("murmur2_partitions.py", &[&server.bootstrap]);
+    let placed: Vec<(String, i32)> = output
+        .lines()
+        .map(|line| {
+            let (key, partition) = line.split_once(' ').unwrap();
+            (key.to_string(), partition.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(placed.len(), 300);
+    for (key, partition) in placed {
+        assert_eq!(partition_for_key(key.as_bytes(), 7), partition, "key {key}");
+    }
+}
