@@ -11,6 +11,7 @@
 //! The broker, cluster, tiering and SQL modules arrive with their issues.
 
 pub mod alloc;
+pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod config;

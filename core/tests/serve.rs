@@ -81,3 +81,38 @@ fn prometheus_metrics_count_traffic_latency_connections_and_lag() {
     assert_eq!(lag.len(), 6, "{body}");
     assert!(lag.iter().all(|l| *l == 0.0), "{lag:?}");
 }
+
+#[test]
+fn bench_produce_reports_throughput_and_latency_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["bench", "produce", "--bootstrap", &server.bootstrap, "--records", "20000", "--record-bytes", "100"])
+        .args(["--partitions", "3", "--acks", "all", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json = String::from_utf8_lossy(&output.stdout);
+    for field in [
+        "\"records\":20000",
+        "\"mb_per_s\":",
+        "\"records_per_s\":",
+        "\"latency_ms\":{\"p50\":",
+        "\"p999\":",
+        "\"max\":",
+    ] {
+        assert!(json.contains(field), "{field} missing from {json}");
+    }
+    // A bad flag is one clear line and a non-zero exit.
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["bench", "produce", "--bootstrap", &server.bootstrap, "--acks", "two"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr).trim().lines().count(),
+        1,
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -32,6 +32,11 @@ struct Cli {
 enum Command {
     /// Run a broker that Kafka clients can use.
     Serve(ServeArgs),
+    /// Measure a broker: load generation with latency percentiles.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Inspect log files on disk.
     Log {
         #[command(subcommand)]
@@ -59,6 +64,42 @@ struct ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Produce records as fast as possible (or at --rate) and report MB/s, records/s and
+    /// latency percentiles.
+    Produce(ProduceBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProduceBenchArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "headwater-bench")]
+    topic: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    #[arg(long, default_value_t = 1024)]
+    record_bytes: usize,
+    /// Partitions of the topic, if the bench creates it.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// Target records per second for all producers together (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Print one JSON object: mb_per_s, records_per_s, latency_ms {p50, p99, p999, max}.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
 enum LogCommand {
     /// Print the batches of a segment file (or of every segment in a partition
     /// directory), checking each CRC, like Kafka's kafka-dump-log.
@@ -75,6 +116,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench { command: BenchCommand::Produce(args) } => bench_produce(args),
         Command::Log { command: LogCommand::Dump { path, records } } => dump(&path, records),
     };
     match result {
@@ -156,6 +198,49 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => {}
         }
     })
+}
+
+fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {
+    let acks = match args.acks.as_str() {
+        "all" | "-1" => -1,
+        "1" => 1,
+        "0" => 0,
+        other => bail!("--acks must be 0, 1 or all, not {other:?}"),
+    };
+    let compression = headwater_core::record::Compression::from_name(&args.compression).with_context(|| {
+        format!("--compression must be none, gzip, snappy, lz4 or zstd, not {:?}", args.compression)
+    })?;
+    if args.producers == 0 || args.records == 0 {
+        bail!("--producers and --records must be at least 1");
+    }
+    let bench = headwater_core::bench::ProduceBench {
+        bootstrap: args.bootstrap,
+        topic: args.topic,
+        records: args.records,
+        record_bytes: args.record_bytes,
+        partitions: args.partitions,
+        acks,
+        producers: args.producers,
+        compression,
+        rate: args.rate,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(headwater_core::bench::run_produce(bench))?;
+    if args.json {
+        println!("{}", result.to_json());
+    } else {
+        println!(
+            "{} records, {:.1} MB/s, {:.0} records/s; latency ms p50 {:.2} p99 {:.2} p999 {:.2} max {:.2}",
+            result.records,
+            result.mb_per_s,
+            result.records_per_s,
+            result.latency_ms_p50,
+            result.latency_ms_p99,
+            result.latency_ms_p999,
+            result.latency_ms_max
+        );
+    }
+    Ok(())
 }
 
 fn dump(path: &Path, records: bool) -> anyhow::Result<()> {

@@ -76,6 +76,9 @@ pub struct RecordMetadata {
 /// Resolves when the record is acknowledged (or has failed).
 pub type DeliveryFuture = oneshot::Receiver<Result<RecordMetadata, ClientError>>;
 
+/// Records taken from the queue between two sends.
+const DRAIN_MAX: usize = 256;
+
 struct Record {
     topic: String,
     partition: Option<i32>,
@@ -253,8 +256,11 @@ impl Driver {
             tokio::select! {
                 command = commands.recv() => {
                     let Some(command) = command else { return };
-                    // Take whatever else is queued too before sending: fuller batches.
+                    // Take more of what is queued before sending (fuller batches), but a
+                    // bounded amount: a producer that keeps the queue full must not keep
+                    // the driver from sending.
                     let mut next = Some(command);
+                    let mut taken = 0;
                     while let Some(command) = next {
                         match command {
                             Command::Send(record) => self.append(record).await,
@@ -263,7 +269,8 @@ impl Driver {
                                 flushing = true;
                             }
                         }
-                        next = commands.try_recv().ok();
+                        taken += 1;
+                        next = if taken < DRAIN_MAX { commands.try_recv().ok() } else { None };
                     }
                 }
                 Some(completion) = completions.recv() => self.complete(completion),

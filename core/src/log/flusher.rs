@@ -1,5 +1,5 @@
-//! Group commit: one thread fsyncs logs on request, so every append that waits while a
-//! flush is running shares the next one.
+//! Group commit: a few threads fsync logs on request, so every append that waits while a
+//! flush of its log is running shares the next one, and different logs flush in parallel.
 //!
 //! ```text
 //!  append ─> wait_flushed(offset) ─> request_flush ─> queue ─> flusher thread
@@ -28,8 +28,12 @@ struct Shared {
 #[derive(Debug)]
 pub struct Flusher {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
+
+/// Flusher threads. A produce request that touches several partitions waits for each of
+/// their fsyncs; several threads let those run at once, which the device can overlap.
+pub const FLUSHER_THREADS: usize = 4;
 
 /// A cheap handle for queueing flushes.
 #[derive(Debug, Clone)]
@@ -44,14 +48,16 @@ impl Flusher {
     /// If the operating system cannot start a thread.
     pub fn start() -> Self {
         let shared = Arc::new(Shared::default());
-        let thread = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("headwater-flusher".into())
-                .spawn(move || run(&shared))
-                .expect("start the flusher thread")
-        };
-        Self { shared, thread: Some(thread) }
+        let threads = (0..FLUSHER_THREADS)
+            .map(|i| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("headwater-flusher-{i}"))
+                    .spawn(move || run(&shared))
+                    .expect("start a flusher thread")
+            })
+            .collect();
+        Self { shared, threads }
     }
 
     pub fn handle(&self) -> FlushHandle {
@@ -65,7 +71,7 @@ impl Drop for Flusher {
         self.shared.stopped.store(true, Ordering::Release);
         drop(self.shared.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -98,7 +104,8 @@ fn run(shared: &Shared) {
             if queue.is_empty() {
                 return;
             }
-            queue.drain(..).collect()
+            // One log at a time per thread, so other threads take the rest in parallel.
+            queue.pop_front().into_iter().collect()
         };
         for log in batch {
             log.clear_flush_request();

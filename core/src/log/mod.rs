@@ -11,7 +11,7 @@
 //!     │            00000000000000000000.log / .index / .timeindex
 //!     │            00000000000000004096.log / ...          (segments)
 //!     │            partition.checkpoint                    (log start, recovery point)
-//!     ├── Flusher (one thread): group-commit fsync for every log
+//!     ├── Flusher (a few threads): group-commit fsync for every log
 //!     └── maintenance thread: retention, compaction
 //! ```
 

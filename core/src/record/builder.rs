@@ -5,7 +5,7 @@ use super::batch::{
     ATTRIBUTES_AT, BATCH_HEADER_BYTES, CONTROL_FLAG, CRC_AT, DELETE_HORIZON_FLAG, LOG_OVERHEAD, MAGIC_V2,
     TIMESTAMP_TYPE_FLAG, TRANSACTIONAL_FLAG,
 };
-use super::varint::{varint_len, write_varint, write_varlong};
+use super::varint::{varint_len, varlong_len, write_varint, write_varlong};
 use super::{Compression, RecordError};
 
 /// A record to put in a batch.
@@ -118,20 +118,29 @@ impl BatchBuilder {
     pub fn append_at(&mut self, offset_delta: i32, record: NewRecord<'_>) {
         assert!(offset_delta > self.last_offset_delta, "record offsets must increase within a batch");
         let base_timestamp = *self.base_timestamp.get_or_insert(record.timestamp);
-        let mut body = Vec::with_capacity(32 + record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len));
-        body.push(0); // record attributes: unused by Kafka
-        write_varlong(&mut body, record.timestamp.wrapping_sub(base_timestamp));
-        write_varint(&mut body, offset_delta);
-        write_bytes(&mut body, record.key);
-        write_bytes(&mut body, record.value);
-        write_varint(&mut body, record.headers.len() as i32);
+        let timestamp_delta = record.timestamp.wrapping_sub(base_timestamp);
+        // The body's length comes first, so compute it, then write in place: no
+        // allocation per record.
+        let field = |bytes: Option<&[u8]>| bytes.map_or(varint_len(-1), |b| varint_len(b.len() as i32) + b.len());
+        let body_len = 1
+            + varlong_len(timestamp_delta)
+            + varint_len(offset_delta)
+            + field(record.key)
+            + field(record.value)
+            + varint_len(record.headers.len() as i32)
+            + record.headers.iter().map(|(k, v)| field(Some(k)) + field(*v)).sum::<usize>();
+        self.records.reserve(varint_len(body_len as i32) + body_len);
+        write_varint(&mut self.records, body_len as i32);
+        self.records.push(0); // record attributes: unused by Kafka
+        write_varlong(&mut self.records, timestamp_delta);
+        write_varint(&mut self.records, offset_delta);
+        write_bytes(&mut self.records, record.key);
+        write_bytes(&mut self.records, record.value);
+        write_varint(&mut self.records, record.headers.len() as i32);
         for (key, value) in record.headers {
-            write_bytes(&mut body, Some(key));
-            write_bytes(&mut body, *value);
+            write_bytes(&mut self.records, Some(key));
+            write_bytes(&mut self.records, *value);
         }
-        self.records.reserve(varint_len(body.len() as i32) + body.len());
-        write_varint(&mut self.records, body.len() as i32);
-        self.records.extend_from_slice(&body);
         self.max_timestamp = self.max_timestamp.max(record.timestamp);
         self.count += 1;
         self.last_offset_delta = offset_delta;

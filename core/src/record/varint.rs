@@ -62,6 +62,11 @@ pub fn varint_len(value: i32) -> usize {
     unsigned_len(u64::from(((value << 1) ^ (value >> 31)) as u32))
 }
 
+/// The bytes `value` takes as a zig-zag varlong.
+pub fn varlong_len(value: i64) -> usize {
+    unsigned_len(((value << 1) ^ (value >> 63)) as u64)
+}
+
 fn write_unsigned(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
@@ -125,6 +130,7 @@ mod tests {
         fn varlong_round_trips(value: i64) {
             let mut out = Vec::new();
             write_varlong(&mut out, value);
+            prop_assert_eq!(out.len(), varlong_len(value));
             prop_assert_eq!(read_varlong(&out).unwrap(), (value, out.len()));
         }
 

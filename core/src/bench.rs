@@ -1,0 +1,183 @@
+//! `headwater bench produce`: load generation in the spirit of Kafka's
+//! kafka-producer-perf-test, with latency percentiles from an HDR histogram.
+//!
+//! Each of `producers` producers sends its share of `records` records of `record_bytes`
+//! bytes (no key: sticky partitioning) to a topic of `partitions` partitions, with the
+//! given acks. Latency is measured per record, from `send` to its acknowledgement.
+
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::{ClientError, Connection, Producer, ProducerConfig};
+use crate::record::Compression;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ProduceBench {
+    pub bootstrap: String,
+    pub topic: String,
+    pub records: u64,
+    pub record_bytes: usize,
+    pub partitions: i32,
+    pub acks: i16,
+    pub producers: usize,
+    pub compression: Compression,
+    /// Records per second for all producers together; `None` is as fast as possible.
+    pub rate: Option<u64>,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchResult {
+    pub records: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub mb_per_s: f64,
+    pub records_per_s: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_p999: f64,
+    pub latency_ms_max: f64,
+}
+
+impl BenchResult {
+    /// The one-line JSON object `--json` prints.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"records\":{},\"bytes\":{},\"seconds\":{:.3},\"mb_per_s\":{:.2},\"records_per_s\":{:.1},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}}}}",
+            self.records,
+            self.bytes,
+            self.seconds,
+            self.mb_per_s,
+            self.records_per_s,
+            self.latency_ms_p50,
+            self.latency_ms_p99,
+            self.latency_ms_p999,
+            self.latency_ms_max
+        )
+    }
+}
+
+/// Creates the topic (an existing one is fine).
+async fn create_topic(bench: &ProduceBench) -> Result<(), ClientError> {
+    let connection = Connection::connect(&bench.bootstrap, "headwater-bench").await?;
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(bench.topic.clone())))
+        .with_num_partitions(bench.partitions)
+        .with_replication_factor(-1);
+    let response =
+        connection.send(CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000)).await?;
+    match response.topics.first().map(|t| t.error_code) {
+        Some(0) | Some(36) | None => Ok(()), // 36: TOPIC_ALREADY_EXISTS
+        Some(code) => Err(ClientError::Broker { api: "CreateTopics", code }),
+    }
+}
+
+/// Runs the benchmark; prints progress every second to stderr when it is a terminal.
+///
+/// # Errors
+/// A client error, or a record that was not acknowledged.
+pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError> {
+    create_topic(&bench).await?;
+    let payload = Bytes::from((0..bench.record_bytes).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>());
+    let acked = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let acked = Arc::clone(&acked);
+        let record_bytes = bench.record_bytes as f64;
+        tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = acked.load(Ordering::Relaxed);
+                eprintln!("{:>10} records acknowledged, {:>8.1} MB/s", now, (now - last) as f64 * record_bytes / 1e6);
+                last = now;
+            }
+        })
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_producer = bench.records / bench.producers.max(1) as u64;
+    for i in 0..bench.producers.max(1) {
+        let config = ProducerConfig {
+            bootstrap: bench.bootstrap.clone(),
+            client_id: format!("headwater-bench-{i}"),
+            acks: bench.acks,
+            compression: bench.compression,
+            idempotent: bench.acks == -1,
+            ..ProducerConfig::default()
+        };
+        let payload = payload.clone();
+        let topic = bench.topic.clone();
+        let acked = Arc::clone(&acked);
+        let rate = bench.rate.map(|r| r as f64 / bench.producers.max(1) as f64);
+        tasks.spawn(async move {
+            let producer = Producer::connect(config).await?;
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            // Deliveries are awaited in order by this same task, interleaved with sends,
+            // so memory stays bounded by what is in flight.
+            let mut pending: VecDeque<(Instant, crate::client::DeliveryFuture)> = VecDeque::new();
+            let started = Instant::now();
+            for n in 0..per_producer {
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64(n as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let sent = Instant::now();
+                pending.push_back((sent, producer.send(&topic, None, Some(payload.clone()), vec![]).await?));
+                while pending.front_mut().is_some_and(|(_, f)| !f.is_empty() || f.is_terminated()) {
+                    let (sent, delivery) = pending.pop_front().expect("front exists");
+                    settle(sent, delivery, &mut histogram, &acked).await?;
+                }
+            }
+            producer.flush().await?;
+            for (sent, delivery) in pending {
+                settle(sent, delivery, &mut histogram, &acked).await?;
+            }
+            Ok::<_, ClientError>(histogram)
+        });
+    }
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    while let Some(done) = tasks.join_next().await {
+        let part = done.map_err(|e| ClientError::InvalidRecord { message: e.to_string() })??;
+        histogram.add(&part).expect("same bounds");
+    }
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let records = acked.load(Ordering::Relaxed);
+    let bytes = records * bench.record_bytes as u64;
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    Ok(BenchResult {
+        records,
+        bytes,
+        seconds,
+        mb_per_s: bytes as f64 / seconds / 1e6,
+        records_per_s: records as f64 / seconds,
+        latency_ms_p50: ms(0.5),
+        latency_ms_p99: ms(0.99),
+        latency_ms_p999: ms(0.999),
+        latency_ms_max: histogram.max() as f64 / 1000.0,
+    })
+}
+
+async fn settle(
+    sent: Instant,
+    delivery: crate::client::DeliveryFuture,
+    histogram: &mut Histogram<u64>,
+    acked: &AtomicU64,
+) -> Result<(), ClientError> {
+    delivery.await.map_err(|_| ClientError::Closed)??;
+    histogram.saturating_record(sent.elapsed().as_micros().max(1) as u64);
+    acked.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
