@@ -116,3 +116,80 @@ fn bench_produce_reports_throughput_and_latency_as_json() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+fn headwater(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_cli_manages_topics_and_produces_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let b = server.bootstrap.as_str();
+    let ok = |output: std::process::Output| {
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    ok(headwater(
+        &["topic", "create", "cli-topic", "--partitions", "3", "--config", "retention.ms=60000", "--bootstrap", b],
+        None,
+    ));
+    assert!(ok(headwater(&["topic", "list", "--bootstrap", b], None)).contains("cli-topic\t3 partition(s)"));
+    ok(headwater(
+        &[
+            "topic",
+            "alter",
+            "cli-topic",
+            "--set",
+            "segment.bytes=1048576",
+            "--delete",
+            "retention.ms",
+            "--bootstrap",
+            b,
+        ],
+        None,
+    ));
+    let described = ok(headwater(&["topic", "describe", "cli-topic", "--bootstrap", b], None));
+    assert!(described.contains("segment.bytes = 1048576 (topic)"), "{described}");
+    assert!(described.contains("retention.ms = 604800000 (default)"), "{described}");
+    assert!(described.contains("partition 2 leader 0"), "{described}");
+
+    let output =
+        headwater(&["produce", "lines", "--key-separator", ":", "--bootstrap", b], Some("a:one\nb:two\nc:three\n"));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("produced 3 record(s)"));
+    let consumed = std::process::Command::new("kcat")
+        .args(["-b", b, "-C", "-t", "lines", "-o", "beginning", "-e", "-f", "%k=%s\n"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&consumed.stdout), "a=one\nb=two\nc=three\n");
+
+    // Errors are one clear line and a non-zero exit.
+    for args in [
+        vec!["topic", "create", "cli-topic", "--bootstrap", b],
+        vec!["topic", "alter", "cli-topic", "--set", "retention.ms=soon", "--bootstrap", b],
+        vec!["topic", "describe", "missing", "--bootstrap", b],
+        vec!["topic", "list", "--bootstrap", "127.0.0.1:1"],
+    ] {
+        let output = headwater(&args, None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("headwater: "), "{stderr}");
+    }
+    ok(headwater(&["topic", "delete", "cli-topic", "--bootstrap", b], None));
+    assert!(!ok(headwater(&["topic", "list", "--bootstrap", b], None)).contains("cli-topic"));
+}

@@ -32,6 +32,16 @@ struct Cli {
 enum Command {
     /// Run a broker that Kafka clients can use.
     Serve(ServeArgs),
+    /// Create, list, describe, alter and delete topics.
+    Topic {
+        /// The broker to talk to.
+        #[arg(long, global = true, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Produce lines from stdin as records, one per line.
+    Produce(ProduceArgs),
     /// Measure a broker: load generation with latency percentiles.
     Bench {
         #[command(subcommand)]
@@ -61,6 +71,55 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        /// A topic config, KEY=VALUE with Kafka's names (repeatable).
+        #[arg(long = "config", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's partitions and every config with its source.
+    Describe { name: String },
+    /// Set or remove topic configs.
+    Alter {
+        name: String,
+        /// KEY=VALUE to set (repeatable).
+        #[arg(long = "set", value_parser = parse_key_value)]
+        set: Vec<(String, String)>,
+        /// KEY to remove, back to the default (repeatable).
+        #[arg(long = "delete")]
+        delete: Vec<String>,
+    },
+    /// Delete a topic and its data.
+    Delete { name: String },
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+#[derive(Debug, clap::Args)]
+struct ProduceArgs {
+    topic: String,
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Split each line at the first SEP into key and value.
+    #[arg(long)]
+    key_separator: Option<String>,
+    /// 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +176,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench { command: BenchCommand::Produce(args) } => bench_produce(args),
+        Command::Topic { bootstrap, command } => run_async(topic(bootstrap, command)),
+        Command::Produce(args) => run_async(produce(args)),
         Command::Log { command: LogCommand::Dump { path, records } } => dump(&path, records),
     };
     match result {
@@ -200,16 +261,103 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {
-    let acks = match args.acks.as_str() {
+fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(future)
+}
+
+fn parse_acks(acks: &str) -> anyhow::Result<i16> {
+    Ok(match acks {
         "all" | "-1" => -1,
         "1" => 1,
         "0" => 0,
         other => bail!("--acks must be 0, 1 or all, not {other:?}"),
+    })
+}
+
+fn parse_compression(name: &str) -> anyhow::Result<headwater_core::record::Compression> {
+    headwater_core::record::Compression::from_name(name)
+        .with_context(|| format!("--compression must be none, gzip, snappy, lz4 or zstd, not {name:?}"))
+}
+
+async fn topic(bootstrap: String, command: TopicCommand) -> anyhow::Result<()> {
+    use headwater_core::client::Admin;
+    let admin = Admin::connect(&bootstrap).await?;
+    match command {
+        TopicCommand::Create { name, partitions, configs } => {
+            admin.create_topic(&name, partitions, &configs.into_iter().collect()).await?;
+            println!("created topic {name} with {partitions} partition(s)");
+        }
+        TopicCommand::List => {
+            for topic in admin.topics(None).await? {
+                let internal = if topic.internal { "\tinternal" } else { "" };
+                println!("{}\t{} partition(s){internal}", topic.name, topic.partitions.len());
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let topic =
+                admin.topics(Some(std::slice::from_ref(&name))).await?.into_iter().next().context("no such topic")?;
+            println!("topic {} ({} partitions)", topic.name, topic.partitions.len());
+            for p in &topic.partitions {
+                println!("  partition {} leader {} replicas {:?} isr {:?}", p.partition, p.leader, p.replicas, p.isr);
+            }
+            println!("configs:");
+            for (key, config) in admin.topic_configs(&name).await? {
+                println!("  {key} = {} ({})", config.value.unwrap_or_default(), config.source);
+            }
+        }
+        TopicCommand::Alter { name, set, delete } => {
+            if set.is_empty() && delete.is_empty() {
+                bail!("nothing to alter: give --set KEY=VALUE or --delete KEY");
+            }
+            let mut changes: std::collections::BTreeMap<String, Option<String>> =
+                set.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            changes.extend(delete.into_iter().map(|k| (k, None)));
+            admin.alter_topic_configs(&name, &changes).await?;
+            println!("altered topic {name}");
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    use headwater_core::client::{Producer, ProducerConfig};
+    use std::io::BufRead;
+    let config = ProducerConfig {
+        bootstrap: args.bootstrap,
+        client_id: "headwater-cli".into(),
+        acks: parse_acks(&args.acks)?,
+        compression: parse_compression(&args.compression)?,
+        ..ProducerConfig::default()
     };
-    let compression = headwater_core::record::Compression::from_name(&args.compression).with_context(|| {
-        format!("--compression must be none, gzip, snappy, lz4 or zstd, not {:?}", args.compression)
-    })?;
+    let producer = Producer::connect(config).await?;
+    let mut deliveries = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("cannot read stdin")?;
+        let (key, value) = match &args.key_separator {
+            Some(sep) => match line.split_once(sep.as_str()) {
+                Some((k, v)) => (Some(bytes::Bytes::from(k.to_string())), bytes::Bytes::from(v.to_string())),
+                None => bail!("line {line:?} has no key separator {sep:?}"),
+            },
+            None => (None, bytes::Bytes::from(line)),
+        };
+        deliveries.push(producer.send(&args.topic, key, Some(value), vec![]).await?);
+    }
+    producer.flush().await?;
+    let count = deliveries.len();
+    for delivery in deliveries {
+        delivery.await.context("producer stopped")??;
+    }
+    eprintln!("produced {count} record(s) to {}", args.topic);
+    Ok(())
+}
+
+fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {
+    let acks = parse_acks(&args.acks)?;
+    let compression = parse_compression(&args.compression)?;
     if args.producers == 0 || args.records == 0 {
         bail!("--producers and --records must be at least 1");
     }

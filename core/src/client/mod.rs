@@ -1,4 +1,4 @@
-//! The Rust client: a producer today (the consumer and admin client come next), speaking
+//! The Rust client: a producer and an admin client today (the consumer comes next), speaking
 //! the Kafka protocol to Headwater or any Kafka-compatible broker.
 //!
 //! ```text
@@ -8,10 +8,12 @@
 //!                                     Connection (correlation ids, pipelined) ──TCP──> broker
 //! ```
 
+mod admin;
 mod connection;
 pub mod partitioner;
 mod producer;
 
+pub use admin::{Admin, ConfigValue, PartitionInfo, TopicInfo};
 pub use connection::{Connection, MAX_IN_FLIGHT, PendingResponse};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
 
