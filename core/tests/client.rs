@@ -120,3 +120,55 @@ fn keys_land_in_the_same_partition_as_with_librdkafkas_murmur2() {
         assert_eq!(partition_for_key(key.as_bytes(), 7), partition, "key {key}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_reads_seeks_pauses_and_resets() {
+    use headwater_core::client::{Consumer, ConsumerConfig, OffsetReset};
+    let dir = tempfile::tempdir().unwrap();
+    let (bootstrap, logs) = broker(dir.path()).await;
+    logs.create_topic("c", 2, BTreeMap::new()).unwrap();
+    let producer = Producer::connect(ProducerConfig {
+        bootstrap: bootstrap.clone(),
+        compression: Compression::Zstd,
+        ..ProducerConfig::default()
+    })
+    .await
+    .unwrap();
+    for i in 0..200 {
+        producer.send_to("c", Some(i % 2), None, Some(Bytes::from(format!("v{i}"))), vec![]).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    let config = ConsumerConfig {
+        bootstrap,
+        auto_offset_reset: OffsetReset::Earliest,
+        fetch_max_wait: std::time::Duration::from_millis(50),
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    consumer.assign([("c".to_string(), 0), ("c".to_string(), 1)]);
+    // Partition 1 starts in the middle of a compressed batch.
+    consumer.seek("c", 1, 37);
+    consumer.pause([("c".to_string(), 0)]);
+    let mut got = Vec::new();
+    while got.len() < 63 {
+        got.extend(consumer.poll().await.unwrap());
+    }
+    assert!(got.iter().all(|r| r.partition == 1), "paused partition 0 stays quiet");
+    assert_eq!(got.first().map(|r| r.offset), Some(37));
+    assert_eq!(got.last().map(|r| (r.offset, r.value.clone())), Some((99, Some(Bytes::from("v199")))));
+    consumer.resume([("c".to_string(), 0)]);
+    let mut zero = Vec::new();
+    while zero.len() < 100 {
+        zero.extend(consumer.poll().await.unwrap().into_iter().filter(|r| r.partition == 0));
+    }
+    let offsets: Vec<i64> = zero.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..100).collect::<Vec<_>>());
+    // A position past the end is out of range: reset to the earliest, as configured.
+    consumer.seek("c", 0, 10_000);
+    let again = consumer.poll().await.unwrap();
+    assert!(again.is_empty());
+    assert_eq!(consumer.position("c", 0), None);
+    let after_reset = consumer.poll().await.unwrap();
+    assert_eq!(after_reset.iter().filter(|r| r.partition == 0).map(|r| r.offset).next(), Some(0));
+}

@@ -176,6 +176,13 @@ fn the_cli_manages_topics_and_produces_lines() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&consumed.stdout), "a=one\nb=two\nc=three\n");
+    let ours = ok(headwater(
+        &["consume", "lines", "--from-beginning", "--print-key", "--exit-at-end", "--bootstrap", b],
+        None,
+    ));
+    assert_eq!(ours, "a=one\nb=two\nc=three\n");
+    let first_two = ok(headwater(&["consume", "lines", "--from-beginning", "--max", "2", "--bootstrap", b], None));
+    assert_eq!(first_two, "one\ntwo\n");
 
     // Errors are one clear line and a non-zero exit.
     for args in [

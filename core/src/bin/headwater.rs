@@ -42,6 +42,8 @@ enum Command {
     },
     /// Produce lines from stdin as records, one per line.
     Produce(ProduceArgs),
+    /// Print a topic's records (values, or key=value with --print-key), one per line.
+    Consume(ConsumeArgs),
     /// Measure a broker: load generation with latency percentiles.
     Bench {
         #[command(subcommand)]
@@ -122,6 +124,25 @@ struct ProduceArgs {
     compression: String,
 }
 
+#[derive(Debug, clap::Args)]
+struct ConsumeArgs {
+    topic: String,
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Start at the oldest record instead of the newest.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Stop after this many records.
+    #[arg(long)]
+    max: Option<u64>,
+    /// Stop once caught up with the end of every partition.
+    #[arg(long)]
+    exit_at_end: bool,
+    /// Print key=value rather than the value alone.
+    #[arg(long)]
+    print_key: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Produce records as fast as possible (or at --rate) and report MB/s, records/s and
@@ -178,6 +199,7 @@ fn main() -> ExitCode {
         Command::Bench { command: BenchCommand::Produce(args) } => bench_produce(args),
         Command::Topic { bootstrap, command } => run_async(topic(bootstrap, command)),
         Command::Produce(args) => run_async(produce(args)),
+        Command::Consume(args) => run_async(consume(args)),
         Command::Log { command: LogCommand::Dump { path, records } } => dump(&path, records),
     };
     match result {
@@ -353,6 +375,50 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     }
     eprintln!("produced {count} record(s) to {}", args.topic);
     Ok(())
+}
+
+async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    use headwater_core::client::{Admin, Consumer, ConsumerConfig, OffsetReset};
+    use std::io::Write;
+    let admin = Admin::connect(&args.bootstrap).await?;
+    let topic = admin
+        .topics(Some(std::slice::from_ref(&args.topic)))
+        .await?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no topic {}", args.topic))?;
+    let reset = if args.from_beginning { OffsetReset::Earliest } else { OffsetReset::Latest };
+    let config = ConsumerConfig {
+        bootstrap: args.bootstrap.clone(),
+        client_id: "headwater-cli".into(),
+        auto_offset_reset: reset,
+        fetch_max_wait: std::time::Duration::from_millis(if args.exit_at_end { 100 } else { 500 }),
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::connect(config).await?;
+    consumer.assign(topic.partitions.iter().map(|p| (args.topic.clone(), p.partition)));
+    let mut stdout = std::io::stdout().lock();
+    let mut seen = 0u64;
+    loop {
+        let records = consumer.poll().await?;
+        if records.is_empty() && args.exit_at_end {
+            return Ok(());
+        }
+        for record in records {
+            let value = record.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            if args.print_key {
+                let key = record.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                writeln!(stdout, "{key}={value}")?;
+            } else {
+                writeln!(stdout, "{value}")?;
+            }
+            seen += 1;
+            if args.max.is_some_and(|max| seen >= max) {
+                return Ok(());
+            }
+        }
+        stdout.flush()?;
+    }
 }
 
 fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
-//! The Rust client: a producer and an admin client today (the consumer comes next), speaking
+//! The Rust client: a producer, an admin client and a consumer of assigned partitions
+//! (group membership comes next), speaking
 //! the Kafka protocol to Headwater or any Kafka-compatible broker.
 //!
 //! ```text
@@ -10,11 +11,13 @@
 
 mod admin;
 mod connection;
+mod consumer;
 pub mod partitioner;
 mod producer;
 
 pub use admin::{Admin, ConfigValue, PartitionInfo, TopicInfo};
 pub use connection::{Connection, MAX_IN_FLIGHT, PendingResponse};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
 
 use std::collections::HashMap;

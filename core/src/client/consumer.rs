@@ -1,0 +1,264 @@
+//! The consumer: reads assigned partitions from tracked positions with long-polling
+//! Fetch requests. Group membership (subscribe, rebalances, committed offsets) will build
+//! on this.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{ClientError, Connection};
+use crate::record::BatchIter;
+
+/// Consumer settings, with the Java client's names and defaults.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub bootstrap: String,
+    pub client_id: String,
+    /// `fetch.max.wait.ms`: how long a fetch waits for data.
+    pub fetch_max_wait: Duration,
+    /// `fetch.min.bytes`.
+    pub fetch_min_bytes: i32,
+    /// `max.partition.fetch.bytes`.
+    pub partition_max_bytes: i32,
+    /// `fetch.max.bytes`.
+    pub fetch_max_bytes: i32,
+    /// `auto.offset.reset`: where a partition without a position starts.
+    pub auto_offset_reset: OffsetReset,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: "127.0.0.1:9092".into(),
+            client_id: "headwater-consumer".into(),
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_min_bytes: 1,
+            partition_max_bytes: 1 << 20,
+            fetch_max_bytes: 50 << 20,
+            auto_offset_reset: OffsetReset::Latest,
+        }
+    }
+}
+
+/// Where to start a partition that has no position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+}
+
+/// One record read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// A consumer of explicitly assigned partitions.
+#[derive(Debug)]
+pub struct Consumer {
+    config: ConsumerConfig,
+    connection: Arc<Connection>,
+    /// Assigned partitions and their next offset (`None`: reset by `auto_offset_reset`).
+    positions: BTreeMap<(String, i32), Option<i64>>,
+    paused: BTreeSet<(String, i32)>,
+}
+
+impl Consumer {
+    /// # Errors
+    /// A connection failure.
+    pub async fn connect(config: ConsumerConfig) -> Result<Self, ClientError> {
+        let connection = Connection::connect(&config.bootstrap, &config.client_id).await?;
+        Ok(Self { config, connection, positions: BTreeMap::new(), paused: BTreeSet::new() })
+    }
+
+    /// Replaces the assignment; partitions kept keep their positions.
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = (String, i32)>) {
+        let mut positions = BTreeMap::new();
+        for tp in partitions {
+            let position = self.positions.get(&tp).copied().flatten();
+            positions.insert(tp, position);
+        }
+        self.paused.retain(|tp| positions.contains_key(tp));
+        self.positions = positions;
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        self.positions.keys().cloned().collect()
+    }
+
+    /// Sets the next offset to read from a partition (it must be assigned).
+    pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some(position) = self.positions.get_mut(&(topic.to_string(), partition)) {
+            *position = Some(offset);
+        }
+    }
+
+    /// The next offset that will be read from a partition, if known.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.positions.get(&(topic.to_string(), partition)).copied().flatten()
+    }
+
+    /// Stops fetching from partitions until [`Self::resume`].
+    pub fn pause(&mut self, partitions: impl IntoIterator<Item = (String, i32)>) {
+        self.paused.extend(partitions);
+    }
+
+    pub fn resume(&mut self, partitions: impl IntoIterator<Item = (String, i32)>) {
+        for tp in partitions {
+            self.paused.remove(&tp);
+        }
+    }
+
+    /// Resolves positions of partitions that have none (earliest or latest).
+    async fn reset_positions(&mut self) -> Result<(), ClientError> {
+        let missing: Vec<(String, i32)> =
+            self.positions.iter().filter(|(_, p)| p.is_none()).map(|(tp, _)| tp.clone()).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let timestamp = match self.config.auto_offset_reset {
+            OffsetReset::Earliest => -2,
+            OffsetReset::Latest => -1,
+        };
+        let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in missing {
+            by_topic.entry(topic).or_default().push(partition);
+        }
+        let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(
+            by_topic
+                .iter()
+                .map(|(topic, partitions)| {
+                    ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partitions(
+                            partitions
+                                .iter()
+                                .map(|p| {
+                                    ListOffsetsPartition::default().with_partition_index(*p).with_timestamp(timestamp)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+        let response = self.connection.send(request).await?;
+        for topic in response.topics {
+            for p in topic.partitions {
+                if p.error_code != 0 {
+                    return Err(ClientError::Broker { api: "ListOffsets", code: p.error_code });
+                }
+                self.positions.insert((topic.name.to_string(), p.partition_index), Some(p.offset));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches what is available from the assigned, unpaused partitions, waiting up to
+    /// `fetch.max.wait.ms` for something. Records come in offset order per partition and
+    /// positions move past them.
+    ///
+    /// # Errors
+    /// A connection failure or a broker error for a partition (an out-of-range position
+    /// is reset by `auto.offset.reset` instead).
+    pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>, ClientError> {
+        self.reset_positions().await?;
+        let mut by_topic: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        for ((topic, partition), position) in &self.positions {
+            if self.paused.contains(&(topic.clone(), *partition)) {
+                continue;
+            }
+            let Some(offset) = position else { continue };
+            by_topic.entry(topic.clone()).or_default().push(
+                FetchPartition::default()
+                    .with_partition(*partition)
+                    .with_fetch_offset(*offset)
+                    .with_partition_max_bytes(self.config.partition_max_bytes),
+            );
+        }
+        if by_topic.is_empty() {
+            tokio::time::sleep(self.config.fetch_max_wait).await;
+            return Ok(Vec::new());
+        }
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(self.config.fetch_max_wait.as_millis() as i32)
+            .with_min_bytes(self.config.fetch_min_bytes)
+            .with_max_bytes(self.config.fetch_max_bytes)
+            .with_session_epoch(-1)
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        FetchTopic::default()
+                            .with_topic(TopicName(StrBytes::from_string(topic)))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let response = self.connection.send(request).await?;
+        let mut records = Vec::new();
+        for topic in response.responses {
+            let name = topic.topic.to_string();
+            for data in topic.partitions {
+                let tp = (name.clone(), data.partition_index);
+                if data.error_code == ResponseError::OffsetOutOfRange.code() {
+                    self.positions.insert(tp, None);
+                    continue;
+                }
+                if data.error_code != 0 {
+                    return Err(ClientError::Broker { api: "Fetch", code: data.error_code });
+                }
+                let Some(position) = self.positions.get(&tp).copied().flatten() else { continue };
+                let Some(bytes) = data.records else { continue };
+                let mut next = position;
+                for batch in BatchIter::new(&bytes) {
+                    let Ok(batch) = batch else { break }; // a partial batch at the end of a response
+                    if batch.is_control() {
+                        next = next.max(batch.next_offset());
+                        continue;
+                    }
+                    let decoded =
+                        batch.records(64 << 20).map_err(|e| ClientError::InvalidRecord { message: e.to_string() })?;
+                    for record in decoded.iter() {
+                        let record = record.map_err(|e| ClientError::InvalidRecord { message: e.to_string() })?;
+                        if record.offset < position {
+                            continue; // a batch starts before the position: skip what was read
+                        }
+                        records.push(ConsumerRecord {
+                            topic: name.clone(),
+                            partition: data.partition_index,
+                            offset: record.offset,
+                            timestamp: record.timestamp,
+                            key: record.key.map(Bytes::copy_from_slice),
+                            value: record.value.map(Bytes::copy_from_slice),
+                            headers: record
+                                .headers
+                                .iter()
+                                .map(|h| {
+                                    (String::from_utf8_lossy(h.key).into_owned(), h.value.map(Bytes::copy_from_slice))
+                                })
+                                .collect(),
+                        });
+                    }
+                    next = next.max(batch.next_offset());
+                }
+                self.positions.insert(tp, Some(next));
+            }
+        }
+        Ok(records)
+    }
+}
