@@ -103,6 +103,14 @@ fn bench_produce_reports_throughput_and_latency_as_json() {
     ] {
         assert!(json.contains(field), "{field} missing from {json}");
     }
+    let consumed = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["bench", "consume", "--bootstrap", &server.bootstrap, "--topic", "headwater-bench", "--json"])
+        .output()
+        .unwrap();
+    assert!(consumed.status.success(), "{}", String::from_utf8_lossy(&consumed.stderr));
+    let json = String::from_utf8_lossy(&consumed.stdout);
+    assert!(json.contains("\"records\":20000") && json.contains("\"mb_per_s\":"), "{json}");
+
     // A bad flag is one clear line and a non-zero exit.
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
         .args(["bench", "produce", "--bootstrap", &server.bootstrap, "--acks", "two"])

@@ -148,6 +148,22 @@ enum BenchCommand {
     /// Produce records as fast as possible (or at --rate) and report MB/s, records/s and
     /// latency percentiles.
     Produce(ProduceBenchArgs),
+    /// Read a topic from the beginning and report MB/s and records/s.
+    Consume(ConsumeBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConsumeBenchArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "headwater-bench")]
+    topic: String,
+    /// Stop after this many records (or at the end of the topic).
+    #[arg(long, default_value_t = u64::MAX)]
+    records: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -197,6 +213,24 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench { command: BenchCommand::Produce(args) } => bench_produce(args),
+        Command::Bench { command: BenchCommand::Consume(args) } => run_async(async move {
+            let json = args.json;
+            let bench = headwater_core::bench::ConsumeBench {
+                bootstrap: args.bootstrap,
+                topic: args.topic,
+                records: args.records,
+            };
+            let result = headwater_core::bench::run_consume(bench).await?;
+            if json {
+                println!("{}", result.to_json());
+            } else {
+                println!(
+                    "{} records, {:.1} MB/s, {:.0} records/s",
+                    result.records, result.mb_per_s, result.records_per_s
+                );
+            }
+            Ok(())
+        }),
         Command::Topic { bootstrap, command } => run_async(topic(bootstrap, command)),
         Command::Produce(args) => run_async(produce(args)),
         Command::Consume(args) => run_async(consume(args)),
