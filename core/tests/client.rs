@@ -172,3 +172,83 @@ async fn the_consumer_reads_seeks_pauses_and_resets() {
     let after_reset = consumer.poll().await.unwrap();
     assert_eq!(after_reset.iter().filter(|r| r.partition == 0).map(|r| r.offset).next(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_consumers_share_partitions_rebalance_and_resume_from_commits() {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use headwater_core::client::{ConsumerConfig, GroupConfig, GroupConsumer, OffsetReset};
+    let dir = tempfile::tempdir().unwrap();
+    let (bootstrap, logs) = broker(dir.path()).await;
+    logs.create_topic("g", 6, BTreeMap::new()).unwrap();
+    let producer =
+        Producer::connect(ProducerConfig { bootstrap: bootstrap.clone(), ..ProducerConfig::default() }).await.unwrap();
+    for i in 0..3000u32 {
+        producer.send("g", Some(Bytes::from(i.to_string())), Some(Bytes::from(i.to_string())), vec![]).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    let consumer_config = ConsumerConfig {
+        bootstrap: bootstrap.clone(),
+        auto_offset_reset: OffsetReset::Earliest,
+        fetch_max_wait: Duration::from_millis(100),
+        ..ConsumerConfig::default()
+    };
+    let group_config = GroupConfig {
+        session_timeout: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_millis(300),
+        auto_commit: Some(Duration::from_millis(200)),
+        ..GroupConfig::new("workers")
+    };
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        members.push(
+            GroupConsumer::subscribe(consumer_config.clone(), group_config.clone(), vec!["g".into()]).await.unwrap(),
+        );
+    }
+    // Everyone polls until the group is stable and all records are in.
+    let mut seen = BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut polls = futures::future::join_all(members.iter_mut().map(|m| m.poll())).await;
+    loop {
+        for records in polls.drain(..) {
+            seen.extend(records.unwrap().into_iter().map(|r| r.offset * 10 + i64::from(r.partition)));
+        }
+        let owned: Vec<Vec<(String, i32)>> = members.iter().map(|m| m.assignment()).collect();
+        let all: BTreeSet<(String, i32)> = owned.iter().flatten().cloned().collect();
+        if seen.len() == 3000 && all.len() == 6 && owned.iter().all(|o| o.len() == 2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "seen {} records, assignments {owned:?}", seen.len());
+        polls = futures::future::join_all(members.iter_mut().map(|m| m.poll())).await;
+    }
+    // One leaves: the other two take its partitions.
+    let leaver = members.pop().unwrap();
+    leaver.close().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        for result in futures::future::join_all(members.iter_mut().map(|m| m.poll())).await {
+            result.unwrap();
+        }
+        let owned: Vec<usize> = members.iter().map(|m| m.assignment().len()).collect();
+        if owned == vec![3, 3] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "after a leave: {owned:?}");
+    }
+    for member in members {
+        member.close().await.unwrap();
+    }
+    // A new member of the group starts after the committed offsets: nothing old again.
+    producer.send("g", Some(Bytes::from("new")), Some(Bytes::from("new")), vec![]).await.unwrap();
+    producer.flush().await.unwrap();
+    let mut late = GroupConsumer::subscribe(consumer_config, group_config, vec!["g".into()]).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while got.is_empty() && std::time::Instant::now() < deadline {
+        got.extend(late.poll().await.unwrap());
+    }
+    let values: Vec<Option<Bytes>> = got.into_iter().map(|r| r.value).collect();
+    assert_eq!(values, vec![Some(Bytes::from("new"))]);
+}

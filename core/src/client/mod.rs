@@ -1,5 +1,5 @@
-//! The Rust client: a producer, an admin client and a consumer of assigned partitions
-//! (group membership comes next), speaking
+//! The Rust client: a producer, an admin client, and a consumer of assigned partitions or
+//! as a group member, speaking
 //! the Kafka protocol to Headwater or any Kafka-compatible broker.
 //!
 //! ```text
@@ -10,14 +10,17 @@
 //! ```
 
 mod admin;
+pub mod assignor;
 mod connection;
 mod consumer;
+mod group_consumer;
 pub mod partitioner;
 mod producer;
 
 pub use admin::{Admin, ConfigValue, PartitionInfo, TopicInfo};
 pub use connection::{Connection, MAX_IN_FLIGHT, PendingResponse};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
+pub use group_consumer::{GroupConfig, GroupConsumer};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
 
 use std::collections::HashMap;

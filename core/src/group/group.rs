@@ -535,7 +535,10 @@ impl Group {
         if generation_id != self.generation_id {
             return ResponseError::IllegalGeneration.code();
         }
-        if self.state == GroupState::PreparingRebalance {
+        // As in Kafka: members commit what they consumed while a rebalance is being
+        // prepared (an eager consumer does so before it rejoins); only while the new
+        // assignment is being handed out is committing refused.
+        if self.state == GroupState::CompletingRebalance {
             return ResponseError::RebalanceInProgress.code();
         }
         0

@@ -184,3 +184,23 @@ fn bad_joins_are_refused() {
     assert_eq!(group.heartbeat(0, "nobody", 1), ResponseError::UnknownMemberId.code());
     assert_eq!(group.check_commit("", -1), ResponseError::IllegalGeneration.code(), "the group is managed");
 }
+
+#[test]
+fn members_may_commit_while_a_rebalance_is_prepared_but_not_while_it_completes() {
+    let (mut group, leader, follower) = stable_pair();
+    let mut replies = Vec::new();
+    assert_eq!(group.check_commit(&follower, 1), 0);
+    // A third member joins: the old generation may still commit what it consumed.
+    waiting(group.join(5_000, join_request("", None, &["range"]), &mut replies));
+    assert_eq!(group.state, GroupState::PreparingRebalance);
+    assert_eq!(group.check_commit(&follower, 1), 0);
+    waiting(group.join(5_100, join_request(&leader, None, &["range"]), &mut replies));
+    // The last to rejoin completes the join and is answered at once.
+    let Outcome::Now(rejoined) = group.join(5_200, join_request(&follower, None, &["range"]), &mut replies) else {
+        panic!("the last rejoin completes the join")
+    };
+    assert_eq!(rejoined.generation_id, 2);
+    assert_eq!(group.state, GroupState::CompletingRebalance);
+    assert_eq!(group.check_commit(&follower, 2), ResponseError::RebalanceInProgress.code());
+    assert_eq!(group.check_commit(&follower, 1), ResponseError::IllegalGeneration.code());
+}
