@@ -208,3 +208,38 @@ fn the_cli_manages_topics_and_produces_lines() {
     ok(headwater(&["topic", "delete", "cli-topic", "--bootstrap", b], None));
     assert!(!ok(headwater(&["topic", "list", "--bootstrap", b], None)).contains("cli-topic"));
 }
+
+#[test]
+fn the_cli_consumes_as_a_group_describes_it_and_resets_its_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let b = server.bootstrap.as_str();
+    let ok = |output: std::process::Output| {
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    ok(headwater(&["topic", "create", "jobs", "--partitions", "2", "--bootstrap", b], None));
+    let lines: String = (0..10).map(|i| format!("job-{i}\n")).collect();
+    ok(headwater(&["produce", "jobs", "--bootstrap", b], Some(&lines)));
+
+    let first = ok(headwater(
+        &["consume", "jobs", "--group", "workers", "--from-beginning", "--exit-at-end", "--bootstrap", b],
+        None,
+    ));
+    assert_eq!(first.lines().count(), 10, "{first}");
+    let again = ok(headwater(
+        &["consume", "jobs", "--group", "workers", "--from-beginning", "--exit-at-end", "--bootstrap", b],
+        None,
+    ));
+    assert_eq!(again, "", "the group resumes after its commits");
+
+    assert!(ok(headwater(&["group", "list", "--bootstrap", b], None)).contains("workers\tEmpty"));
+    let described = ok(headwater(&["group", "describe", "workers", "--topic", "jobs", "--bootstrap", b], None));
+    let lags: Vec<&str> = described.lines().filter(|l| l.contains("lag")).collect();
+    assert_eq!(lags.len(), 2, "{described}");
+    assert!(lags.iter().all(|l| l.ends_with("lag 0")), "{described}");
+
+    ok(headwater(&["group", "reset-offsets", "workers", "--topic", "jobs", "--to-earliest", "--bootstrap", b], None));
+    let replay = ok(headwater(&["consume", "jobs", "--group", "workers", "--exit-at-end", "--bootstrap", b], None));
+    assert_eq!(replay.lines().count(), 10, "reset to earliest replays everything: {replay}");
+}

@@ -40,6 +40,13 @@ enum Command {
         #[command(subcommand)]
         command: TopicCommand,
     },
+    /// List, describe and reset consumer groups.
+    Group {
+        #[arg(long, global = true, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
     /// Produce lines from stdin as records, one per line.
     Produce(ProduceArgs),
     /// Print a topic's records (values, or key=value with --print-key), one per line.
@@ -104,6 +111,32 @@ enum TopicCommand {
     Delete { name: String },
 }
 
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// List consumer groups and their states.
+    List,
+    /// Show a group's members, assignments, and committed offsets and lag per partition of
+    /// a topic.
+    Describe {
+        group: String,
+        /// Show committed offsets and lag for this topic.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Set a group's committed offsets for a topic (the group must be empty).
+    ResetOffsets {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, conflicts_with_all = ["to_latest", "to_offset"])]
+        to_earliest: bool,
+        #[arg(long, conflicts_with = "to_offset")]
+        to_latest: bool,
+        #[arg(long)]
+        to_offset: Option<i64>,
+    },
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
@@ -141,6 +174,9 @@ struct ConsumeArgs {
     /// Print key=value rather than the value alone.
     #[arg(long)]
     print_key: bool,
+    /// Consume as a member of this consumer group, from its committed offsets.
+    #[arg(long)]
+    group: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +270,7 @@ fn main() -> ExitCode {
         Command::Topic { bootstrap, command } => run_async(topic(bootstrap, command)),
         Command::Produce(args) => run_async(produce(args)),
         Command::Consume(args) => run_async(consume(args)),
+        Command::Group { bootstrap, command } => run_async(group(bootstrap, command)),
         Command::Log { command: LogCommand::Dump { path, records } } => dump(&path, records),
     };
     match result {
@@ -429,30 +466,100 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         fetch_max_wait: std::time::Duration::from_millis(if args.exit_at_end { 100 } else { 500 }),
         ..ConsumerConfig::default()
     };
+    let mut out = std::io::stdout().lock();
+    let mut seen = 0u64;
+    let mut print = |records: Vec<headwater_core::client::ConsumerRecord>| -> anyhow::Result<bool> {
+        for record in records {
+            let value = record.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            if args.print_key {
+                let key = record.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                writeln!(out, "{key}={value}")?;
+            } else {
+                writeln!(out, "{value}")?;
+            }
+            seen += 1;
+            if args.max.is_some_and(|max| seen >= max) {
+                return Ok(true);
+            }
+        }
+        out.flush()?;
+        Ok(false)
+    };
+    if let Some(group) = &args.group {
+        use headwater_core::client::{GroupConfig, GroupConsumer};
+        let mut consumer = GroupConsumer::subscribe(config, GroupConfig::new(group), vec![args.topic.clone()]).await?;
+        let mut idle = 0;
+        loop {
+            let records = consumer.poll().await?;
+            // With --exit-at-end, stop after a few empty polls once the group has assigned us.
+            idle = if records.is_empty() && !consumer.assignment().is_empty() { idle + 1 } else { 0 };
+            if print(records)? || (args.exit_at_end && idle >= 3) {
+                consumer.commit().await?;
+                consumer.close().await?;
+                return Ok(());
+            }
+        }
+    }
     let mut consumer = Consumer::connect(config).await?;
     consumer.assign(topic.partitions.iter().map(|p| (args.topic.clone(), p.partition)));
-    let mut stdout = std::io::stdout().lock();
-    let mut seen = 0u64;
     loop {
         let records = consumer.poll().await?;
         if records.is_empty() && args.exit_at_end {
             return Ok(());
         }
-        for record in records {
-            let value = record.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            if args.print_key {
-                let key = record.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                writeln!(stdout, "{key}={value}")?;
-            } else {
-                writeln!(stdout, "{value}")?;
-            }
-            seen += 1;
-            if args.max.is_some_and(|max| seen >= max) {
-                return Ok(());
+        if print(records)? {
+            return Ok(());
+        }
+    }
+}
+
+async fn group(bootstrap: String, command: GroupCommand) -> anyhow::Result<()> {
+    use headwater_core::client::Admin;
+    let admin = Admin::connect(&bootstrap).await?;
+    match command {
+        GroupCommand::List => {
+            for (group, state) in admin.groups().await? {
+                println!("{group}\t{state}");
             }
         }
-        stdout.flush()?;
+        GroupCommand::Describe { group, topic } => {
+            let info = admin.describe_group(&group).await?;
+            println!("group {} state {} protocol {}", info.group_id, info.state, info.protocol);
+            for (member, client, partitions) in &info.members {
+                println!("  member {member} client {client} partitions {partitions:?}");
+            }
+            if let Some(topic) = topic {
+                let count = admin
+                    .topics(Some(std::slice::from_ref(&topic)))
+                    .await?
+                    .first()
+                    .map_or(0, |t| t.partitions.len() as i32);
+                let ends = admin.list_offsets(&topic, count, -1).await?;
+                for ((partition, committed), (_, end)) in
+                    admin.committed_offsets(&group, &topic, count).await?.into_iter().zip(ends)
+                {
+                    let lag = if committed >= 0 { (end - committed).to_string() } else { "-".to_string() };
+                    println!("  {topic}-{partition} committed {committed} end {end} lag {lag}");
+                }
+            }
+        }
+        GroupCommand::ResetOffsets { group, topic, to_earliest, to_latest, to_offset } => {
+            let count = admin
+                .topics(Some(std::slice::from_ref(&topic)))
+                .await?
+                .first()
+                .map_or(0, |t| t.partitions.len() as i32);
+            let offsets = match (to_earliest, to_latest, to_offset) {
+                (true, _, _) => admin.list_offsets(&topic, count, -2).await?,
+                (_, true, _) => admin.list_offsets(&topic, count, -1).await?,
+                (_, _, Some(offset)) => (0..count).map(|p| (p, offset)).collect(),
+                _ => bail!("give one of --to-earliest, --to-latest or --to-offset N"),
+            };
+            admin.reset_offsets(&group, &topic, &offsets).await?;
+            println!("reset {group} on {topic}: {offsets:?}");
+        }
     }
+    Ok(())
 }
 
 fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {

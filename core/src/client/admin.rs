@@ -53,7 +53,19 @@ fn check(api: &'static str, code: i16, message: Option<&StrBytes>) -> Result<(),
     }
 }
 
-/// Topic administration against one broker.
+/// A consumer group as ListGroups / DescribeGroups show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInfo {
+    pub group_id: String,
+    pub state: String,
+    pub protocol: String,
+    pub members: Vec<GroupMemberInfo>,
+}
+
+/// `(member id, client id, assigned partitions)`.
+pub type GroupMemberInfo = (String, String, Vec<(String, i32)>);
+
+/// Topic and group administration against one broker.
 #[derive(Debug, Clone)]
 pub struct Admin {
     connection: Arc<Connection>,
@@ -212,5 +224,163 @@ impl Admin {
             .first()
             .ok_or(ClientError::Decode { api: "IncrementalAlterConfigs", message: "no result".into() })?;
         check("IncrementalAlterConfigs", result.error_code, result.error_message.as_ref())
+    }
+
+    /// Every consumer group, with its state.
+    ///
+    /// # Errors
+    /// A connection failure or a broker error.
+    pub async fn groups(&self) -> Result<Vec<(String, String)>, ClientError> {
+        let response = self.connection.send(kafka_protocol::messages::ListGroupsRequest::default()).await?;
+        check("ListGroups", response.error_code, None)?;
+        let mut groups: Vec<(String, String)> =
+            response.groups.into_iter().map(|g| (g.group_id.to_string(), g.group_state.to_string())).collect();
+        groups.sort();
+        Ok(groups)
+    }
+
+    /// A group's state, protocol and members with their assignments.
+    ///
+    /// # Errors
+    /// A connection failure or a broker error.
+    pub async fn describe_group(&self, group_id: &str) -> Result<GroupInfo, ClientError> {
+        use kafka_protocol::messages::{ConsumerProtocolAssignment, DescribeGroupsRequest, GroupId};
+        use kafka_protocol::protocol::Decodable;
+        let request =
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group_id.to_string()))]);
+        let response = self.connection.send(request).await?;
+        let group = response
+            .groups
+            .into_iter()
+            .next()
+            .ok_or(ClientError::Decode { api: "DescribeGroups", message: "no group".into() })?;
+        check("DescribeGroups", group.error_code, group.error_message.as_ref())?;
+        let members = group
+            .members
+            .into_iter()
+            .map(|m| {
+                let mut assignment = m.member_assignment.clone();
+                let partitions = if assignment.len() >= 2 {
+                    let version = bytes::Buf::get_i16(&mut assignment).clamp(0, 3);
+                    ConsumerProtocolAssignment::decode(&mut assignment, version)
+                        .map(|a| {
+                            a.assigned_partitions
+                                .iter()
+                                .flat_map(|tp| tp.partitions.iter().map(move |p| (tp.topic.to_string(), *p)))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                (m.member_id.to_string(), m.client_id.to_string(), partitions)
+            })
+            .collect();
+        Ok(GroupInfo {
+            group_id: group_id.to_string(),
+            state: group.group_state.to_string(),
+            protocol: group.protocol_data.to_string(),
+            members,
+        })
+    }
+
+    /// Committed offsets of a group, per partition.
+    ///
+    /// # Errors
+    /// A connection failure or a broker error.
+    pub async fn committed_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<Vec<(i32, i64)>, ClientError> {
+        use kafka_protocol::messages::offset_fetch_request::{
+            OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+        };
+        use kafka_protocol::messages::{GroupId, OffsetFetchRequest};
+        let group = GroupId(StrBytes::from_string(group_id.to_string()));
+        let indexes: Vec<i32> = (0..partitions).collect();
+        let batched = self.connection.version(kafka_protocol::messages::ApiKey::OffsetFetch).is_some_and(|v| v >= 8);
+        let mut offsets = Vec::new();
+        if batched {
+            let request = OffsetFetchRequest::default().with_groups(vec![
+                OffsetFetchRequestGroup::default().with_group_id(group).with_member_epoch(-1).with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default().with_name(name(topic)).with_partition_indexes(indexes),
+                ])),
+            ]);
+            let response = self.connection.send(request).await?;
+            for topic in response.groups.into_iter().flat_map(|g| g.topics) {
+                offsets.extend(topic.partitions.iter().map(|p| (p.partition_index, p.committed_offset)));
+            }
+        } else {
+            let request = OffsetFetchRequest::default().with_group_id(group).with_topics(Some(vec![
+                OffsetFetchRequestTopic::default().with_name(name(topic)).with_partition_indexes(indexes),
+            ]));
+            let response = self.connection.send(request).await?;
+            for topic in response.topics {
+                offsets.extend(topic.partitions.iter().map(|p| (p.partition_index, p.committed_offset)));
+            }
+        }
+        offsets.sort();
+        Ok(offsets)
+    }
+
+    /// The earliest (`-2`) or latest (`-1`) offset of each partition.
+    ///
+    /// # Errors
+    /// A connection failure or a broker error.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: i32,
+        timestamp: i64,
+    ) -> Result<Vec<(i32, i64)>, ClientError> {
+        use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+        use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
+        let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+            ListOffsetsTopic::default().with_name(name(topic)).with_partitions(
+                (0..partitions)
+                    .map(|p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(timestamp))
+                    .collect(),
+            ),
+        ]);
+        let response = self.connection.send(request).await?;
+        let mut offsets = Vec::new();
+        for t in response.topics {
+            for p in t.partitions {
+                check("ListOffsets", p.error_code, None)?;
+                offsets.push((p.partition_index, p.offset));
+            }
+        }
+        offsets.sort();
+        Ok(offsets)
+    }
+
+    /// Sets a group's committed offsets (the group must have no members, as in Kafka's
+    /// `--reset-offsets`).
+    ///
+    /// # Errors
+    /// The broker's refusal (a group with live members: ILLEGAL_GENERATION).
+    pub async fn reset_offsets(&self, group_id: &str, topic: &str, offsets: &[(i32, i64)]) -> Result<(), ClientError> {
+        use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+        use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group_id.to_string())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default().with_name(name(topic)).with_partitions(
+                    offsets
+                        .iter()
+                        .map(|(p, o)| {
+                            OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o)
+                        })
+                        .collect(),
+                ),
+            ]);
+        let response = self.connection.send(request).await?;
+        for p in response.topics.iter().flat_map(|t| t.partitions.iter()) {
+            check("OffsetCommit", p.error_code, None)?;
+        }
+        Ok(())
     }
 }

@@ -17,7 +17,7 @@ mod group_consumer;
 pub mod partitioner;
 mod producer;
 
-pub use admin::{Admin, ConfigValue, PartitionInfo, TopicInfo};
+pub use admin::{Admin, ConfigValue, GroupInfo, PartitionInfo, TopicInfo};
 pub use connection::{Connection, MAX_IN_FLIGHT, PendingResponse};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
 pub use group_consumer::{GroupConfig, GroupConsumer};
