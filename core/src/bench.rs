@@ -51,6 +51,14 @@ pub struct BenchResult {
 }
 
 impl BenchResult {
+    /// The JSON object for a run without latencies (`bench consume` reads what is there).
+    pub fn to_throughput_json(&self) -> String {
+        format!(
+            "{{\"records\":{},\"bytes\":{},\"seconds\":{:.3},\"mb_per_s\":{:.2},\"records_per_s\":{:.1}}}",
+            self.records, self.bytes, self.seconds, self.mb_per_s, self.records_per_s
+        )
+    }
+
     /// The one-line JSON object `--json` prints.
     pub fn to_json(&self) -> String {
         format!(

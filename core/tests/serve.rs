@@ -110,6 +110,7 @@ fn bench_produce_reports_throughput_and_latency_as_json() {
     assert!(consumed.status.success(), "{}", String::from_utf8_lossy(&consumed.stderr));
     let json = String::from_utf8_lossy(&consumed.stdout);
     assert!(json.contains("\"records\":20000") && json.contains("\"mb_per_s\":"), "{json}");
+    assert!(!json.contains("latency"), "no latency is measured when consuming: {json}");
 
     // A bad flag is one clear line and a non-zero exit.
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))

@@ -231,8 +231,25 @@ impl Consumer {
                         next = next.max(batch.next_offset());
                         continue;
                     }
-                    let decoded =
-                        batch.records(64 << 20).map_err(|e| ClientError::InvalidRecord { message: e.to_string() })?;
+                    // Keys and values are slices of one buffer, never copied: the fetch
+                    // response itself, or the batch's decompressed records.
+                    let payload = &batch.as_bytes()[crate::record::BATCH_HEADER_BYTES..];
+                    let codec =
+                        batch.compression().map_err(|e| ClientError::InvalidRecord { message: e.to_string() })?;
+                    let buffer = match codec {
+                        crate::record::Compression::None => bytes.slice_ref(payload),
+                        codec => Bytes::from(
+                            codec
+                                .decompress(payload, 64 << 20)
+                                .map_err(|e| ClientError::InvalidRecord { message: e.to_string() })?,
+                        ),
+                    };
+                    let decoded = crate::record::Records::new(
+                        std::borrow::Cow::Borrowed(&buffer[..]),
+                        batch.base_offset(),
+                        batch.base_timestamp(),
+                        batch.records_count(),
+                    );
                     for record in decoded.iter() {
                         let record = record.map_err(|e| ClientError::InvalidRecord { message: e.to_string() })?;
                         if record.offset < position {
@@ -243,13 +260,13 @@ impl Consumer {
                             partition: data.partition_index,
                             offset: record.offset,
                             timestamp: record.timestamp,
-                            key: record.key.map(Bytes::copy_from_slice),
-                            value: record.value.map(Bytes::copy_from_slice),
+                            key: record.key.map(|k| buffer.slice_ref(k)),
+                            value: record.value.map(|v| buffer.slice_ref(v)),
                             headers: record
                                 .headers
                                 .iter()
                                 .map(|h| {
-                                    (String::from_utf8_lossy(h.key).into_owned(), h.value.map(Bytes::copy_from_slice))
+                                    (String::from_utf8_lossy(h.key).into_owned(), h.value.map(|v| buffer.slice_ref(v)))
                                 })
                                 .collect(),
                         });
