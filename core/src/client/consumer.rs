@@ -57,7 +57,8 @@ pub enum OffsetReset {
 /// One record read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
-    pub topic: String,
+    /// Shared by every record of a topic in a poll: no allocation per record.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub timestamp: i64,
@@ -66,11 +67,25 @@ pub struct ConsumerRecord {
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
+/// A fetch sent ahead, and the positions it asked for.
+struct Prefetch {
+    positions: BTreeMap<(String, i32), i64>,
+    response: super::PendingResponse<kafka_protocol::messages::FetchResponse>,
+}
+
+impl std::fmt::Debug for Prefetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prefetch").field("positions", &self.positions).finish()
+    }
+}
+
 /// A consumer of explicitly assigned partitions.
 #[derive(Debug)]
 pub struct Consumer {
     config: ConsumerConfig,
     connection: Arc<Connection>,
+    /// The next fetch, sent while the previous response was being handed over.
+    in_flight: Option<Prefetch>,
     /// Assigned partitions and their next offset (`None`: reset by `auto_offset_reset`).
     positions: BTreeMap<(String, i32), Option<i64>>,
     paused: BTreeSet<(String, i32)>,
@@ -81,7 +96,7 @@ impl Consumer {
     /// A connection failure.
     pub async fn connect(config: ConsumerConfig) -> Result<Self, ClientError> {
         let connection = Connection::connect(&config.bootstrap, &config.client_id).await?;
-        Ok(Self { config, connection, positions: BTreeMap::new(), paused: BTreeSet::new() })
+        Ok(Self { config, connection, in_flight: None, positions: BTreeMap::new(), paused: BTreeSet::new() })
     }
 
     /// Replaces the assignment; partitions kept keep their positions.
@@ -176,12 +191,48 @@ impl Consumer {
     /// is reset by `auto.offset.reset` instead).
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>, ClientError> {
         self.reset_positions().await?;
-        let mut by_topic: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
-        for ((topic, partition), position) in &self.positions {
-            if self.paused.contains(&(topic.clone(), *partition)) {
-                continue;
+        let wanted = self.fetch_positions();
+        // A fetch sent ahead for exactly these positions is used; one made stale by a
+        // seek, assign or pause is dropped.
+        let prefetched = match self.in_flight.take() {
+            Some(fetch) if fetch.positions == wanted => Some(fetch.response),
+            _ => None,
+        };
+        let response = match prefetched {
+            Some(response) => response.await?,
+            None => {
+                let Some(request) = self.fetch_request(&wanted) else {
+                    tokio::time::sleep(self.config.fetch_max_wait).await;
+                    return Ok(Vec::new());
+                };
+                self.connection.send(request).await?
             }
-            let Some(offset) = position else { continue };
+        };
+        let records = self.take_records(response)?;
+        // Pipelining: the next fetch goes out before these records are handed over.
+        let next = self.fetch_positions();
+        if let Some(request) = self.fetch_request(&next) {
+            let response = self.connection.begin(request).await?;
+            self.in_flight = Some(Prefetch { positions: next, response });
+        }
+        Ok(records)
+    }
+
+    /// The partitions to fetch now and their positions: assigned, not paused, positioned.
+    fn fetch_positions(&self) -> BTreeMap<(String, i32), i64> {
+        self.positions
+            .iter()
+            .filter(|(tp, _)| !self.paused.contains(*tp))
+            .filter_map(|(tp, position)| position.map(|p| (tp.clone(), p)))
+            .collect()
+    }
+
+    fn fetch_request(&self, positions: &BTreeMap<(String, i32), i64>) -> Option<FetchRequest> {
+        if positions.is_empty() {
+            return None;
+        }
+        let mut by_topic: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        for ((topic, partition), offset) in positions {
             by_topic.entry(topic.clone()).or_default().push(
                 FetchPartition::default()
                     .with_partition(*partition)
@@ -189,30 +240,35 @@ impl Consumer {
                     .with_partition_max_bytes(self.config.partition_max_bytes),
             );
         }
-        if by_topic.is_empty() {
-            tokio::time::sleep(self.config.fetch_max_wait).await;
-            return Ok(Vec::new());
-        }
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(self.config.fetch_max_wait.as_millis() as i32)
-            .with_min_bytes(self.config.fetch_min_bytes)
-            .with_max_bytes(self.config.fetch_max_bytes)
-            .with_session_epoch(-1)
-            .with_topics(
-                by_topic
-                    .into_iter()
-                    .map(|(topic, partitions)| {
-                        FetchTopic::default()
-                            .with_topic(TopicName(StrBytes::from_string(topic)))
-                            .with_partitions(partitions)
-                    })
-                    .collect(),
-            );
-        let response = self.connection.send(request).await?;
+        Some(
+            FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(self.config.fetch_max_wait.as_millis() as i32)
+                .with_min_bytes(self.config.fetch_min_bytes)
+                .with_max_bytes(self.config.fetch_max_bytes)
+                .with_session_epoch(-1)
+                .with_topics(
+                    by_topic
+                        .into_iter()
+                        .map(|(topic, partitions)| {
+                            FetchTopic::default()
+                                .with_topic(TopicName(StrBytes::from_string(topic)))
+                                .with_partitions(partitions)
+                        })
+                        .collect(),
+                ),
+        )
+    }
+
+    /// Decodes a fetch response into records and moves positions past them.
+    fn take_records(
+        &mut self,
+        response: kafka_protocol::messages::FetchResponse,
+    ) -> Result<Vec<ConsumerRecord>, ClientError> {
         let mut records = Vec::new();
         for topic in response.responses {
             let name = topic.topic.to_string();
+            let shared_name: Arc<str> = Arc::from(name.as_str());
             for data in topic.partitions {
                 let tp = (name.clone(), data.partition_index);
                 if data.error_code == ResponseError::OffsetOutOfRange.code() {
@@ -256,7 +312,7 @@ impl Consumer {
                             continue; // a batch starts before the position: skip what was read
                         }
                         records.push(ConsumerRecord {
-                            topic: name.clone(),
+                            topic: Arc::clone(&shared_name),
                             partition: data.partition_index,
                             offset: record.offset,
                             timestamp: record.timestamp,
