@@ -126,6 +126,12 @@ fn bench_produce_reports_throughput_and_latency_as_json() {
     );
 }
 
+/// The stdout of a command that must succeed (its stderr in the failure message).
+fn ok(output: std::process::Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn headwater(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
@@ -148,10 +154,6 @@ fn the_cli_manages_topics_and_produces_lines() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
     let b = server.bootstrap.as_str();
-    let ok = |output: std::process::Output| {
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
     ok(headwater(
         &["topic", "create", "cli-topic", "--partitions", "3", "--config", "retention.ms=60000", "--bootstrap", b],
         None,
@@ -215,10 +217,6 @@ fn the_cli_consumes_as_a_group_describes_it_and_resets_its_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
     let b = server.bootstrap.as_str();
-    let ok = |output: std::process::Output| {
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
     ok(headwater(&["topic", "create", "jobs", "--partitions", "2", "--bootstrap", b], None));
     let lines: String = (0..10).map(|i| format!("job-{i}\n")).collect();
     ok(headwater(&["produce", "jobs", "--bootstrap", b], Some(&lines)));
