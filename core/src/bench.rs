@@ -34,6 +34,9 @@ pub struct ProduceBench {
     pub compression: Compression,
     /// Records per second for all producers together; `None` is as fast as possible.
     pub rate: Option<u64>,
+    /// Also consume the topic and measure each record's produce-to-consume latency (its
+    /// value carries its send time).
+    pub end_to_end: bool,
 }
 
 /// What a run measured.
@@ -48,6 +51,8 @@ pub struct BenchResult {
     pub latency_ms_p99: f64,
     pub latency_ms_p999: f64,
     pub latency_ms_max: f64,
+    /// Produce-to-consume latency percentiles `[p50, p99, p999, max]`, with `--end-to-end`.
+    pub end_to_end_ms: Option<[f64; 4]>,
 }
 
 impl BenchResult {
@@ -61,7 +66,10 @@ impl BenchResult {
 
     /// The one-line JSON object `--json` prints.
     pub fn to_json(&self) -> String {
-        format!(
+        let end_to_end = self.end_to_end_ms.map_or(String::new(), |[p50, p99, p999, max]| {
+            format!(",\"end_to_end_ms\":{{\"p50\":{p50:.3},\"p99\":{p99:.3},\"p999\":{p999:.3},\"max\":{max:.3}}}")
+        });
+        let base = format!(
             "{{\"records\":{},\"bytes\":{},\"seconds\":{:.3},\"mb_per_s\":{:.2},\"records_per_s\":{:.1},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}}}}",
             self.records,
             self.bytes,
@@ -72,7 +80,8 @@ impl BenchResult {
             self.latency_ms_p99,
             self.latency_ms_p999,
             self.latency_ms_max
-        )
+        );
+        format!("{}{end_to_end}}}", &base[..base.len() - 1])
     }
 }
 
@@ -98,6 +107,8 @@ async fn create_topic(bench: &ProduceBench) -> Result<(), ClientError> {
 pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError> {
     create_topic(&bench).await?;
     let payload = Bytes::from((0..bench.record_bytes).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>());
+    let epoch = Instant::now();
+    let consumer = if bench.end_to_end { Some(start_end_to_end(&bench, epoch).await?) } else { None };
     let acked = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let progress = std::io::stderr().is_terminal().then(|| {
@@ -128,6 +139,7 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
         let topic = bench.topic.clone();
         let acked = Arc::clone(&acked);
         let rate = bench.rate.map(|r| r as f64 / bench.producers.max(1) as f64);
+        let stamped = bench.end_to_end;
         tasks.spawn(async move {
             let producer = Producer::connect(config).await?;
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
@@ -141,7 +153,17 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let sent = Instant::now();
-                pending.push_back((sent, producer.send(&topic, None, Some(payload.clone()), vec![]).await?));
+                let value = if stamped {
+                    // The send time rides in the value, for the end-to-end consumer.
+                    let mut value = payload.to_vec();
+                    let nanos = (sent - epoch).as_nanos() as u64;
+                    let stamp = 8.min(value.len());
+                    value[..stamp].copy_from_slice(&nanos.to_be_bytes()[..stamp]);
+                    Bytes::from(value)
+                } else {
+                    payload.clone()
+                };
+                pending.push_back((sent, producer.send(&topic, None, Some(value), vec![]).await?));
                 while pending.front_mut().is_some_and(|(_, f)| !f.is_empty() || f.is_terminated()) {
                     let (sent, delivery) = pending.pop_front().expect("front exists");
                     settle(sent, delivery, &mut histogram, &acked).await?;
@@ -166,7 +188,19 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
     let records = acked.load(Ordering::Relaxed);
     let bytes = records * bench.record_bytes as u64;
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let end_to_end_ms = match consumer {
+        Some(consumer) => {
+            let e2e = tokio::time::timeout(Duration::from_secs(60), consumer)
+                .await
+                .map_err(|_| ClientError::Timeout { ms: 60_000 })?
+                .map_err(|e| ClientError::InvalidRecord { message: e.to_string() })??;
+            let q = |q: f64| e2e.value_at_quantile(q) as f64 / 1000.0;
+            Some([q(0.5), q(0.99), q(0.999), e2e.max() as f64 / 1000.0])
+        }
+        None => None,
+    };
     Ok(BenchResult {
+        end_to_end_ms,
         records,
         bytes,
         seconds,
@@ -177,6 +211,42 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
         latency_ms_p999: ms(0.999),
         latency_ms_max: histogram.max() as f64 / 1000.0,
     })
+}
+
+/// Starts a consumer of every partition at its end, which reads `bench.records` records
+/// and returns their produce-to-consume latencies (microseconds).
+async fn start_end_to_end(
+    bench: &ProduceBench,
+    epoch: Instant,
+) -> Result<tokio::task::JoinHandle<Result<Histogram<u64>, ClientError>>, ClientError> {
+    use crate::client::{Consumer, ConsumerConfig, OffsetReset};
+    let config = ConsumerConfig {
+        bootstrap: bench.bootstrap.clone(),
+        client_id: "headwater-bench-e2e".into(),
+        auto_offset_reset: OffsetReset::Latest,
+        fetch_max_wait: Duration::from_millis(100),
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::connect(config).await?;
+    consumer.assign((0..bench.partitions).map(|p| (bench.topic.clone(), p)));
+    // Positions are resolved (to the end) before anything is produced.
+    consumer.poll().await?;
+    let expected = bench.records / bench.producers.max(1) as u64 * bench.producers.max(1) as u64;
+    Ok(tokio::spawn(async move {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+        let mut seen = 0u64;
+        while seen < expected {
+            for record in consumer.poll().await? {
+                let now = (Instant::now() - epoch).as_nanos() as u64;
+                if let Some(value) = record.value.filter(|v| v.len() >= 8) {
+                    let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+                    histogram.saturating_record((now.saturating_sub(sent) / 1000).max(1));
+                }
+                seen += 1;
+            }
+        }
+        Ok(histogram)
+    }))
 }
 
 async fn settle(
@@ -240,6 +310,7 @@ pub async fn run_consume(bench: ConsumeBench) -> Result<BenchResult, ClientError
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(BenchResult {
+        end_to_end_ms: None,
         records,
         bytes,
         seconds,

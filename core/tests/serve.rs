@@ -103,6 +103,28 @@ fn bench_produce_reports_throughput_and_latency_as_json() {
     ] {
         assert!(json.contains(field), "{field} missing from {json}");
     }
+    let e2e = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args([
+            "bench",
+            "produce",
+            "--bootstrap",
+            &server.bootstrap,
+            "--topic",
+            "e2e",
+            "--records",
+            "5000",
+            "--record-bytes",
+            "100",
+        ])
+        .args(["--partitions", "2", "--acks", "1", "--rate", "20000", "--end-to-end", "--json"])
+        .output()
+        .unwrap();
+    assert!(e2e.status.success(), "{}", String::from_utf8_lossy(&e2e.stderr));
+    assert!(
+        String::from_utf8_lossy(&e2e.stdout).contains("\"end_to_end_ms\":{\"p50\":"),
+        "{}",
+        String::from_utf8_lossy(&e2e.stdout)
+    );
     let consumed = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
         .args(["bench", "consume", "--bootstrap", &server.bootstrap, "--topic", "headwater-bench", "--json"])
         .output()

@@ -226,6 +226,9 @@ struct ProduceBenchArgs {
     /// Target records per second for all producers together (default: as fast as possible).
     #[arg(long)]
     rate: Option<u64>,
+    /// Also consume the topic and report produce-to-consume latency (end_to_end_ms).
+    #[arg(long)]
+    end_to_end: bool,
     /// Print one JSON object: mb_per_s, records_per_s, latency_ms {p50, p99, p999, max}.
     #[arg(long)]
     json: bool,
@@ -579,6 +582,7 @@ fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {
         producers: args.producers,
         compression,
         rate: args.rate,
+        end_to_end: args.end_to_end,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(headwater_core::bench::run_produce(bench))?;
@@ -595,6 +599,9 @@ fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {
             result.latency_ms_p999,
             result.latency_ms_max
         );
+        if let Some([p50, p99, p999, max]) = result.end_to_end_ms {
+            println!("end to end latency ms p50 {p50:.2} p99 {p99:.2} p999 {p999:.2} max {max:.2}");
+        }
     }
     Ok(())
 }
