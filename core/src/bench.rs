@@ -37,6 +37,10 @@ pub struct ProduceBench {
     /// Also consume the topic and measure each record's produce-to-consume latency (its
     /// value carries its send time).
     pub end_to_end: bool,
+    /// The producer's `batch.size`.
+    pub batch_bytes: usize,
+    /// The producer's `linger.ms`.
+    pub linger: Duration,
 }
 
 /// What a run measured.
@@ -133,6 +137,8 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
             acks: bench.acks,
             compression: bench.compression,
             idempotent: bench.acks == -1,
+            batch_bytes: bench.batch_bytes,
+            linger: bench.linger,
             ..ProducerConfig::default()
         };
         let payload = payload.clone();

@@ -229,6 +229,12 @@ struct ProduceBenchArgs {
     /// Also consume the topic and report produce-to-consume latency (end_to_end_ms).
     #[arg(long)]
     end_to_end: bool,
+    /// The producer's batch.size in bytes.
+    #[arg(long, default_value_t = 16384)]
+    batch_bytes: usize,
+    /// The producer's linger.ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
     /// Print one JSON object: mb_per_s, records_per_s, latency_ms {p50, p99, p999, max}.
     #[arg(long)]
     json: bool,
@@ -583,6 +589,8 @@ fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {
         compression,
         rate: args.rate,
         end_to_end: args.end_to_end,
+        batch_bytes: args.batch_bytes,
+        linger: std::time::Duration::from_millis(args.linger_ms),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(headwater_core::bench::run_produce(bench))?;
