@@ -252,3 +252,104 @@ async fn group_consumers_share_partitions_rebalance_and_resume_from_commits() {
     let values: Vec<Option<Bytes>> = got.into_iter().map(|r| r.value).collect();
     assert_eq!(values, vec![Some(Bytes::from("new"))]);
 }
+
+/// Polls every member together until `done` holds for their assignments, checking after
+/// every round that no partition has two owners; returns the offsets seen (as
+/// `offset * 10 + partition`).
+async fn poll_until(
+    members: &mut [headwater_core::client::GroupConsumer],
+    seen: &mut std::collections::BTreeSet<i64>,
+    done: impl Fn(&[Vec<(String, i32)>], usize) -> bool,
+) -> Vec<Vec<(String, i32)>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        for result in futures::future::join_all(members.iter_mut().map(|m| m.poll())).await {
+            seen.extend(result.unwrap().into_iter().map(|r| r.offset * 10 + i64::from(r.partition)));
+        }
+        let owned: Vec<Vec<(String, i32)>> = members.iter().map(|m| m.assignment()).collect();
+        let total: usize = owned.iter().map(Vec::len).sum();
+        let distinct: std::collections::BTreeSet<&(String, i32)> = owned.iter().flatten().collect();
+        assert_eq!(total, distinct.len(), "a partition with two owners: {owned:?}");
+        if done(&owned, seen.len()) {
+            return owned;
+        }
+        assert!(std::time::Instant::now() < deadline, "seen {}, assignments {owned:?}", seen.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_members_keep_their_partitions_through_rebalances() {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use headwater_core::client::assignor::Assignor;
+    use headwater_core::client::{ConsumerConfig, GroupConfig, GroupConsumer, OffsetReset};
+    let dir = tempfile::tempdir().unwrap();
+    let (bootstrap, logs) = broker(dir.path()).await;
+    logs.create_topic("c", 6, BTreeMap::new()).unwrap();
+    let producer =
+        Producer::connect(ProducerConfig { bootstrap: bootstrap.clone(), ..ProducerConfig::default() }).await.unwrap();
+    let produce = |from: u32| {
+        let producer = &producer;
+        async move {
+            for i in from..from + 3000 {
+                producer.send("c", Some(Bytes::from(i.to_string())), Some(Bytes::new()), vec![]).await.unwrap();
+            }
+            producer.flush().await.unwrap();
+        }
+    };
+    produce(0).await;
+
+    let consumer_config = ConsumerConfig {
+        bootstrap: bootstrap.clone(),
+        auto_offset_reset: OffsetReset::Earliest,
+        fetch_max_wait: Duration::from_millis(100),
+        ..ConsumerConfig::default()
+    };
+    let group_config = GroupConfig {
+        session_timeout: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_millis(200),
+        auto_commit: Some(Duration::from_millis(200)),
+        assignors: vec![Assignor::CooperativeSticky],
+        ..GroupConfig::new("cooperative")
+    };
+    let join = || GroupConsumer::subscribe(consumer_config.clone(), group_config.clone(), vec!["c".into()]);
+    let subset = |now: &[(String, i32)], before: &[(String, i32)]| now.iter().all(|tp| before.contains(tp));
+    let mut seen = BTreeSet::new();
+    let mut members = vec![join().await.unwrap()];
+    let alone = poll_until(&mut members, &mut seen, |owned, n| owned[0].len() == 6 && n == 3000).await;
+
+    // A second member: the first gives up three partitions and keeps the other three.
+    members.push(join().await.unwrap());
+    let two = poll_until(&mut members, &mut seen, |owned, _| owned.iter().all(|o| o.len() == 3)).await;
+    assert!(subset(&two[0], &alone[0]), "the first member's kept partitions moved: {two:?}");
+
+    // A third, while more records arrive: each earlier member keeps two of its own.
+    members.push(join().await.unwrap());
+    produce(3000).await;
+    let three = poll_until(&mut members, &mut seen, |owned, n| owned.iter().all(|o| o.len() == 2) && n == 6000).await;
+    assert!(subset(&three[0], &two[0]) && subset(&three[1], &two[1]), "{two:?} -> {three:?}");
+
+    // The third leaves: its partitions go to the others, who lose nothing.
+    members.pop().unwrap().close().await.unwrap();
+    let after = poll_until(&mut members, &mut seen, |owned, _| owned.iter().all(|o| o.len() == 3)).await;
+    assert!(subset(&three[0], &after[0]) && subset(&three[1], &after[1]), "{three:?} -> {after:?}");
+    assert_eq!(seen.len(), 6000);
+
+    // The records as a Stream: what arrives after the rebalances, in order per partition.
+    produce(6000).await;
+    let mut member = members.pop().unwrap();
+    members.pop().unwrap().close().await.unwrap();
+    let streamed: Vec<_> = {
+        use futures::StreamExt;
+        member.stream().take(3000).collect().await
+    };
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for record in streamed {
+        let record = record.unwrap();
+        let previous = last.insert(record.partition, record.offset);
+        assert!(previous.is_none_or(|p| p < record.offset), "out of order in partition {}", record.partition);
+    }
+    assert_eq!(last.len(), 6, "the last member ends up with every partition");
+    member.close().await.unwrap();
+}

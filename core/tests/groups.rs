@@ -23,3 +23,11 @@ fn a_group_rebalances_without_loss_and_its_offsets_survive_a_restart() {
     let list = std::process::Command::new("kcat").args(["-b", &server.bootstrap, "-L"]).output().unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("__consumer_offsets"));
 }
+
+#[test]
+fn librdkafka_and_headwater_share_a_cooperative_sticky_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let output = run_python("cooperative.py", &[&server.bootstrap, env!("CARGO_BIN_EXE_headwater")]);
+    assert!(output.contains("mixed cooperative group consumed 6000"), "{output}");
+}

@@ -177,6 +177,15 @@ struct ConsumeArgs {
     /// Consume as a member of this consumer group, from its committed offsets.
     #[arg(long)]
     group: Option<String>,
+    /// With --group, the assignors to offer, preferred first (Kafka's
+    /// `partition.assignment.strategy`): range, roundrobin, sticky, cooperative-sticky.
+    #[arg(long, value_delimiter = ',', default_value = "range,roundrobin", value_parser = parse_assignor)]
+    assignor: Vec<headwater_core::client::assignor::Assignor>,
+}
+
+fn parse_assignor(name: &str) -> Result<headwater_core::client::assignor::Assignor, String> {
+    headwater_core::client::assignor::Assignor::from_name(name)
+        .ok_or_else(|| format!("unknown assignor {name:?}: expected range, roundrobin, sticky or cooperative-sticky"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -497,7 +506,8 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     };
     if let Some(group) = &args.group {
         use headwater_core::client::{GroupConfig, GroupConsumer};
-        let mut consumer = GroupConsumer::subscribe(config, GroupConfig::new(group), vec![args.topic.clone()]).await?;
+        let group_config = GroupConfig { assignors: args.assignor.clone(), ..GroupConfig::new(group) };
+        let mut consumer = GroupConsumer::subscribe(config, group_config, vec![args.topic.clone()]).await?;
         let mut idle = 0;
         loop {
             let records = consumer.poll().await?;

@@ -182,6 +182,12 @@ impl Consumer {
         Ok(())
     }
 
+    /// The records of successive polls as a [`futures::Stream`], one record at a time; see
+    /// [`super::records`].
+    pub fn stream(&mut self) -> impl futures::Stream<Item = Result<ConsumerRecord, ClientError>> + '_ {
+        super::records(self)
+    }
+
     /// Fetches what is available from the assigned, unpaused partitions, waiting up to
     /// `fetch.max.wait.ms` for something. Records come in offset order per partition and
     /// positions move past them.

@@ -6,17 +6,24 @@
 //!     ─> SyncGroup ─> OffsetFetch ─> consume ...  heartbeat task says when to rejoin
 //! ```
 //!
-//! The eager protocol: a rebalance revokes everything (with auto-commit, positions are
-//! committed first) and the new assignment starts from committed offsets.
+//! Two rebalance protocols, chosen by the configured assignors as in the Java client
+//! (cooperative only when every assignor is):
+//! - eager: a rebalance revokes everything (with auto-commit, positions are committed
+//!   first) and the new assignment starts from committed offsets;
+//! - cooperative (KIP-429, `cooperative-sticky`): the member keeps its partitions and their
+//!   positions through the rebalance and tells the leader what it owns; it gives up only
+//!   what the new assignment leaves out, and rejoins at once when it gave something up, so
+//!   the partitions reach their new owner in a second, short rebalance.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI16, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedPartitions;
+use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedPartitions;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
@@ -28,11 +35,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::assignor::{Assignor, Subscriptions};
+use super::assignor::{Assignor, MemberSubscription, RebalanceProtocol, Subscriptions};
 use super::{ClientError, Connection, Consumer, ConsumerConfig, ConsumerRecord, partition_counts};
 
-/// The embedded consumer protocol's version this client writes.
-const PROTOCOL_VERSION: i16 = 1;
+/// The embedded consumer protocol's version this client writes: 2 carries the owned
+/// partitions and their generation, which the sticky assignors need.
+const PROTOCOL_VERSION: i16 = 2;
 
 /// Group settings, with the Java client's names and defaults.
 #[derive(Debug, Clone)]
@@ -96,17 +104,48 @@ pub struct GroupConsumer {
     topics: Vec<String>,
     member_id: String,
     generation_id: i32,
+    /// The generation in which the current assignment was received.
+    assignment_generation: i32,
     rejoin: Arc<AtomicBool>,
+    /// The error that ended the last heartbeat loop: when it says this member is no longer
+    /// in the group, its partitions are lost and must not be committed or claimed.
+    heartbeat_error: Arc<AtomicI16>,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
+    /// A JoinGroup / SyncGroup round in flight; under the cooperative protocol the member
+    /// goes on consuming what it owns meanwhile.
+    rebalance: Option<tokio::task::JoinHandle<Result<Joined, ClientError>>>,
+    /// `fetch.max.wait.ms`: how long a poll with nothing to fetch waits for a rebalance.
+    poll_wait: Duration,
     last_commit: Instant,
 }
 
 impl Drop for GroupConsumer {
     fn drop(&mut self) {
-        if let Some(heartbeat) = self.heartbeat.take() {
-            heartbeat.abort();
+        for task in [self.heartbeat.take().map(|t| t.abort_handle()), self.rebalance.take().map(|t| t.abort_handle())]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
     }
+}
+
+/// What a rebalance round needs, moved into its task.
+struct JoinRound {
+    coordinator: Arc<Connection>,
+    config: GroupConfig,
+    member_id: String,
+    /// The embedded subscription: topics, owned partitions, their generation.
+    metadata: Bytes,
+}
+
+/// The end of a rebalance round.
+#[derive(Debug)]
+struct Joined {
+    member_id: String,
+    generation_id: i32,
+    /// `None` when the group began another rebalance before SyncGroup answered.
+    assignment: Option<Vec<(String, i32)>>,
 }
 
 impl GroupConsumer {
@@ -145,8 +184,12 @@ impl GroupConsumer {
             topics,
             member_id: String::new(),
             generation_id: -1,
+            assignment_generation: -1,
             rejoin: Arc::new(AtomicBool::new(true)),
+            heartbeat_error: Arc::new(AtomicI16::new(0)),
             heartbeat: None,
+            rebalance: None,
+            poll_wait: consumer_config.fetch_max_wait,
             last_commit: Instant::now(),
         })
     }
@@ -163,13 +206,43 @@ impl GroupConsumer {
     /// Joins (or rejoins) the group when needed, commits on the auto-commit interval, and
     /// fetches records from the assigned partitions.
     ///
+    /// A rebalance runs beside the polls, so no poll takes much longer than
+    /// `fetch.max.wait.ms`: under the cooperative protocol a member goes on fetching what
+    /// it owns while its JoinGroup waits for the others, and a later poll applies the new
+    /// assignment; under the eager protocol it has nothing to fetch meanwhile, and a poll
+    /// returns no records until the round ends.
+    ///
     /// # Errors
     /// A connection failure, or the group refusing this member.
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>, ClientError> {
-        if self.rejoin.swap(false, Ordering::AcqRel) {
-            self.join().await?;
+        if self.rebalance.is_none() && self.rejoin.swap(false, Ordering::AcqRel) {
+            self.begin_rebalance().await?;
+        }
+        let idle = self.consumer.assignment().is_empty();
+        if let Some(task) = self.rebalance.as_mut() {
+            // With nothing to fetch, wait for the round as long as a fetch would wait.
+            let outcome = if task.is_finished() {
+                Some(task.await)
+            } else if idle {
+                tokio::time::timeout(self.poll_wait, task).await.ok()
+            } else {
+                None
+            };
+            match outcome {
+                Some(outcome) => {
+                    self.rebalance = None;
+                    let joined = outcome.map_err(|e| ClientError::Disconnected {
+                        addr: "group coordinator".into(),
+                        reason: format!("rebalance task failed: {e}"),
+                    })??;
+                    self.finish_rebalance(joined).await?;
+                }
+                None if idle => return Ok(Vec::new()),
+                None => {}
+            }
         }
         if let Some(interval) = self.config.auto_commit
+            && self.rebalance.is_none()
             && self.last_commit.elapsed() >= interval
         {
             match self.commit().await {
@@ -183,118 +256,94 @@ impl GroupConsumer {
         self.consumer.poll().await
     }
 
-    async fn join(&mut self) -> Result<(), ClientError> {
-        if self.config.auto_commit.is_some() && self.generation_id >= 0 {
-            // Eager rebalance: commit what was consumed before giving partitions up.
+    /// The records of successive polls as a [`futures::Stream`], one record at a time; see
+    /// [`super::records`].
+    pub fn stream(&mut self) -> impl futures::Stream<Item = Result<ConsumerRecord, ClientError>> + '_ {
+        super::records(self)
+    }
+
+    /// The protocol the configured assignors share: cooperative only if all are.
+    fn protocol(&self) -> RebalanceProtocol {
+        if !self.config.assignors.is_empty()
+            && self.config.assignors.iter().all(|a| a.protocol() == RebalanceProtocol::Cooperative)
+        {
+            RebalanceProtocol::Cooperative
+        } else {
+            RebalanceProtocol::Eager
+        }
+    }
+
+    /// Gives up what the protocol says to give up and starts a JoinGroup / SyncGroup round
+    /// in its own task.
+    async fn begin_rebalance(&mut self) -> Result<(), ClientError> {
+        let fenced = [
+            ResponseError::UnknownMemberId.code(),
+            ResponseError::IllegalGeneration.code(),
+            ResponseError::FencedInstanceId.code(),
+        ];
+        if fenced.contains(&self.heartbeat_error.swap(0, Ordering::AcqRel)) {
+            // The group has already given these partitions to others: lost, not revoked.
+            self.consumer.assign(Vec::new());
+            self.assignment_generation = -1;
+        } else if self.config.auto_commit.is_some() && self.generation_id >= 0 {
+            // Commit what was consumed before any partition can move.
             let _ = self.commit().await;
         }
-        self.consumer.assign(Vec::new());
-        let subscription =
-            ConsumerProtocolSubscription::default().with_topics(self.topics.iter().map(|t| str_bytes(t)).collect());
-        let metadata = embedded(&subscription)?;
-        let join = loop {
-            let request = JoinGroupRequest::default()
-                .with_group_id(GroupId(str_bytes(&self.config.group_id)))
-                .with_session_timeout_ms(self.config.session_timeout.as_millis() as i32)
-                .with_rebalance_timeout_ms(self.config.rebalance_timeout.as_millis() as i32)
-                .with_member_id(str_bytes(&self.member_id))
-                .with_group_instance_id(self.config.group_instance_id.as_deref().map(str_bytes))
-                .with_protocol_type(str_bytes("consumer"))
-                .with_protocols(
-                    self.config
-                        .assignors
-                        .iter()
-                        .map(|a| {
-                            JoinGroupRequestProtocol::default()
-                                .with_name(str_bytes(a.name()))
-                                .with_metadata(metadata.clone())
-                        })
-                        .collect(),
-                );
-            let response = self.coordinator.send(request).await?;
-            if response.error_code == ResponseError::MemberIdRequired.code() {
-                self.member_id = response.member_id.to_string();
-                continue;
-            }
-            if response.error_code == ResponseError::UnknownMemberId.code() {
-                self.member_id.clear();
-                continue;
-            }
-            if response.error_code != 0 {
-                return Err(ClientError::Broker { api: "JoinGroup", code: response.error_code });
-            }
-            break response;
-        };
-        self.member_id = join.member_id.to_string();
-        self.generation_id = join.generation_id;
-        let assignments = if join.leader == join.member_id {
-            let protocol = join.protocol_name.as_ref().map(|p| p.to_string()).unwrap_or_default();
-            let assignor = Assignor::from_name(&protocol).unwrap_or(Assignor::Range);
-            let mut subscriptions = Subscriptions::new();
-            for member in &join.members {
-                let subscription: ConsumerProtocolSubscription = from_embedded(member.metadata.clone())?;
-                subscriptions
-                    .insert(member.member_id.to_string(), subscription.topics.iter().map(|t| t.to_string()).collect());
-            }
-            let mut topics: Vec<String> = subscriptions.values().flatten().cloned().collect();
-            topics.sort();
-            topics.dedup();
-            let counts: BTreeMap<String, i32> =
-                partition_counts(&self.coordinator, &topics).await?.into_iter().collect();
-            let assigned = assignor.assign(&subscriptions, &counts);
-            let mut encoded = Vec::new();
-            for (member, partitions) in assigned {
-                let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                for (topic, partition) in partitions {
-                    by_topic.entry(topic).or_default().push(partition);
-                }
-                let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
-                    by_topic
-                        .into_iter()
-                        .map(|(t, ps)| {
-                            AssignedPartitions::default().with_topic(TopicName(str_bytes(&t))).with_partitions(ps)
-                        })
-                        .collect(),
-                );
-                encoded.push(
-                    SyncGroupRequestAssignment::default()
-                        .with_member_id(str_bytes(&member))
-                        .with_assignment(embedded(&assignment)?),
-                );
-            }
-            encoded
-        } else {
-            Vec::new()
-        };
-        let sync = self
-            .coordinator
-            .send(
-                SyncGroupRequest::default()
-                    .with_group_id(GroupId(str_bytes(&self.config.group_id)))
-                    .with_generation_id(self.generation_id)
-                    .with_member_id(str_bytes(&self.member_id))
-                    .with_group_instance_id(self.config.group_instance_id.as_deref().map(str_bytes))
-                    .with_protocol_type(Some(str_bytes("consumer")))
-                    .with_protocol_name(join.protocol_name.clone())
-                    .with_assignments(assignments),
+        if self.protocol() == RebalanceProtocol::Eager {
+            self.consumer.assign(Vec::new());
+        }
+        // The coordinator keeps a member that waits in JoinGroup alive; heartbeats resume
+        // with the new generation.
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.abort();
+        }
+        let mut owned: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in self.consumer.assignment() {
+            owned.entry(topic).or_default().push(partition);
+        }
+        let subscription = ConsumerProtocolSubscription::default()
+            .with_topics(self.topics.iter().map(|t| str_bytes(t)).collect())
+            .with_owned_partitions(
+                owned
+                    .into_iter()
+                    .map(|(t, ps)| OwnedPartitions::default().with_topic(TopicName(str_bytes(&t))).with_partitions(ps))
+                    .collect(),
             )
-            .await?;
-        if sync.error_code == ResponseError::RebalanceInProgress.code() {
+            .with_generation_id(self.assignment_generation);
+        let round = JoinRound {
+            coordinator: Arc::clone(&self.coordinator),
+            config: self.config.clone(),
+            member_id: self.member_id.clone(),
+            metadata: embedded(&subscription)?,
+        };
+        self.rebalance = Some(tokio::spawn(round.run()));
+        Ok(())
+    }
+
+    /// Applies a round's assignment: partitions kept keep their positions, new ones start
+    /// from committed offsets, and under the cooperative protocol giving anything up
+    /// starts the follow-up round that hands it to its new owner.
+    async fn finish_rebalance(&mut self, joined: Joined) -> Result<(), ClientError> {
+        self.member_id = joined.member_id;
+        self.generation_id = joined.generation_id;
+        let Some(partitions) = joined.assignment else {
             self.rejoin.store(true, Ordering::Release);
             return Ok(());
+        };
+        let before = self.consumer.assignment();
+        let added: Vec<(String, i32)> = partitions.iter().filter(|tp| !before.contains(tp)).cloned().collect();
+        let revoked = before.iter().any(|tp| !partitions.contains(tp));
+        if revoked && self.config.auto_commit.is_some() {
+            // Records consumed during the round, before their partitions go.
+            let _ = self.commit().await;
         }
-        if sync.error_code != 0 {
-            return Err(ClientError::Broker { api: "SyncGroup", code: sync.error_code });
-        }
-        let assignment: ConsumerProtocolAssignment = from_embedded(sync.assignment)?;
-        let partitions: Vec<(String, i32)> = assignment
-            .assigned_partitions
-            .iter()
-            .flat_map(|tp| tp.partitions.iter().map(move |p| (tp.topic.to_string(), *p)))
-            .collect();
-        self.consumer.assign(partitions.clone());
-        self.start_from_committed(&partitions).await?;
+        self.consumer.assign(partitions);
+        self.assignment_generation = self.generation_id;
+        self.start_from_committed(&added).await?;
         self.start_heartbeat();
+        if revoked && self.protocol() == RebalanceProtocol::Cooperative {
+            self.rejoin.store(true, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -361,6 +410,7 @@ impl GroupConsumer {
         }
         let coordinator = Arc::clone(&self.coordinator);
         let rejoin = Arc::clone(&self.rejoin);
+        let heartbeat_error = Arc::clone(&self.heartbeat_error);
         let request = HeartbeatRequest::default()
             .with_group_id(GroupId(str_bytes(&self.config.group_id)))
             .with_generation_id(self.generation_id)
@@ -372,8 +422,18 @@ impl GroupConsumer {
                 tokio::time::sleep(interval).await;
                 match coordinator.send(request.clone()).await {
                     Ok(response) if response.error_code == 0 => {}
-                    // Rebalancing, a new generation, or this member expired: rejoin.
-                    Ok(_) | Err(_) => {
+                    // A rebalance began: rejoin at the next poll, and go on heartbeating
+                    // until then, so a member between polls is not expired for it.
+                    Ok(response) if response.error_code == ResponseError::RebalanceInProgress.code() => {
+                        rejoin.store(true, Ordering::Release);
+                    }
+                    // A new generation, or this member expired or was fenced: rejoin.
+                    Ok(response) => {
+                        heartbeat_error.store(response.error_code, Ordering::Release);
+                        rejoin.store(true, Ordering::Release);
+                        return;
+                    }
+                    Err(_) => {
                         rejoin.store(true, Ordering::Release);
                         return;
                     }
@@ -419,7 +479,9 @@ impl GroupConsumer {
         match code {
             None => Ok(()),
             Some(code) => {
-                self.rejoin.store(true, Ordering::Release);
+                if self.rebalance.is_none() {
+                    self.rejoin.store(true, Ordering::Release);
+                }
                 Err(ClientError::Broker { api: "OffsetCommit", code })
             }
         }
@@ -432,6 +494,9 @@ impl GroupConsumer {
     pub async fn close(mut self) -> Result<(), ClientError> {
         if let Some(heartbeat) = self.heartbeat.take() {
             heartbeat.abort();
+        }
+        if let Some(rebalance) = self.rebalance.take() {
+            rebalance.abort();
         }
         if self.config.auto_commit.is_some() && self.generation_id >= 0 {
             let _ = self.commit().await;
@@ -451,5 +516,121 @@ impl GroupConsumer {
             self.coordinator.send(request).await?;
         }
         Ok(())
+    }
+}
+
+impl JoinRound {
+    /// JoinGroup until admitted; the leader assigns; SyncGroup.
+    async fn run(mut self) -> Result<Joined, ClientError> {
+        let join = loop {
+            let request = JoinGroupRequest::default()
+                .with_group_id(GroupId(str_bytes(&self.config.group_id)))
+                .with_session_timeout_ms(self.config.session_timeout.as_millis() as i32)
+                .with_rebalance_timeout_ms(self.config.rebalance_timeout.as_millis() as i32)
+                .with_member_id(str_bytes(&self.member_id))
+                .with_group_instance_id(self.config.group_instance_id.as_deref().map(str_bytes))
+                .with_protocol_type(str_bytes("consumer"))
+                .with_protocols(
+                    self.config
+                        .assignors
+                        .iter()
+                        .map(|a| {
+                            JoinGroupRequestProtocol::default()
+                                .with_name(str_bytes(a.name()))
+                                .with_metadata(self.metadata.clone())
+                        })
+                        .collect(),
+                );
+            let response = self.coordinator.send(request).await?;
+            if response.error_code == ResponseError::MemberIdRequired.code() {
+                self.member_id = response.member_id.to_string();
+                continue;
+            }
+            if response.error_code == ResponseError::UnknownMemberId.code() {
+                self.member_id.clear();
+                continue;
+            }
+            if response.error_code != 0 {
+                return Err(ClientError::Broker { api: "JoinGroup", code: response.error_code });
+            }
+            break response;
+        };
+        self.member_id = join.member_id.to_string();
+        let generation_id = join.generation_id;
+        let assignments = if join.leader == join.member_id {
+            let protocol = join.protocol_name.as_ref().map(|p| p.to_string()).unwrap_or_default();
+            let assignor = Assignor::from_name(&protocol).unwrap_or(Assignor::Range);
+            let mut subscriptions = Subscriptions::new();
+            for member in &join.members {
+                let subscription: ConsumerProtocolSubscription = from_embedded(member.metadata.clone())?;
+                subscriptions.insert(
+                    member.member_id.to_string(),
+                    MemberSubscription {
+                        topics: subscription.topics.iter().map(|t| t.to_string()).collect(),
+                        owned: subscription
+                            .owned_partitions
+                            .iter()
+                            .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.to_string(), *p)))
+                            .collect(),
+                        generation: subscription.generation_id,
+                    },
+                );
+            }
+            let mut topics: Vec<String> = subscriptions.values().flat_map(|s| s.topics.iter()).cloned().collect();
+            topics.sort();
+            topics.dedup();
+            let counts: BTreeMap<String, i32> =
+                partition_counts(&self.coordinator, &topics).await?.into_iter().collect();
+            let assigned = assignor.assign(&subscriptions, &counts);
+            let mut encoded = Vec::new();
+            for (member, partitions) in assigned {
+                let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                for (topic, partition) in partitions {
+                    by_topic.entry(topic).or_default().push(partition);
+                }
+                let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
+                    by_topic
+                        .into_iter()
+                        .map(|(t, ps)| {
+                            AssignedPartitions::default().with_topic(TopicName(str_bytes(&t))).with_partitions(ps)
+                        })
+                        .collect(),
+                );
+                encoded.push(
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(str_bytes(&member))
+                        .with_assignment(embedded(&assignment)?),
+                );
+            }
+            encoded
+        } else {
+            Vec::new()
+        };
+        let sync = self
+            .coordinator
+            .send(
+                SyncGroupRequest::default()
+                    .with_group_id(GroupId(str_bytes(&self.config.group_id)))
+                    .with_generation_id(generation_id)
+                    .with_member_id(str_bytes(&self.member_id))
+                    .with_group_instance_id(self.config.group_instance_id.as_deref().map(str_bytes))
+                    .with_protocol_type(Some(str_bytes("consumer")))
+                    .with_protocol_name(join.protocol_name.clone())
+                    .with_assignments(assignments),
+            )
+            .await?;
+        if sync.error_code == ResponseError::RebalanceInProgress.code() {
+            return Ok(Joined { member_id: self.member_id, generation_id, assignment: None });
+        }
+        if sync.error_code != 0 {
+            return Err(ClientError::Broker { api: "SyncGroup", code: sync.error_code });
+        }
+        let assignment: ConsumerProtocolAssignment = from_embedded(sync.assignment)?;
+        let partitions = assignment
+            .assigned_partitions
+            .iter()
+            .flat_map(|tp| tp.partitions.iter().map(move |p| (tp.topic.to_string(), *p)))
+            .collect();
+        Ok(Joined { member_id: self.member_id, generation_id, assignment: Some(partitions) })
     }
 }

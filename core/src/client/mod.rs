@@ -16,12 +16,14 @@ mod consumer;
 mod group_consumer;
 pub mod partitioner;
 mod producer;
+mod stream;
 
 pub use admin::{Admin, ConfigValue, GroupInfo, PartitionInfo, TopicInfo};
 pub use connection::{Connection, MAX_IN_FLIGHT, PendingResponse};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
 pub use group_consumer::{GroupConfig, GroupConsumer};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
+pub use stream::{PollRecords, records};
 
 use std::collections::HashMap;
 
