@@ -54,6 +54,9 @@ pub struct Response {
     pub body: ResponseKind,
 }
 
+/// A response that may still be waiting (an acks=all produce waits for its flush).
+pub type PendingResponse = futures::future::BoxFuture<'static, Response>;
+
 /// Versions this broker answers, per API. Produce and Fetch are advertised from version
 /// 0 because librdkafka decides features (compression among them) from those ranges, but
 /// only the versions the codec decodes (magic v2 batches) are served. They stop below
@@ -127,19 +130,25 @@ impl Broker {
         api_versions::unsupported(correlation_id)
     }
 
-    /// Answers one request; `None` when the protocol says to send nothing (acks=0).
-    pub async fn handle(&self, header: &RequestHeader, request: RequestKind) -> Option<Response> {
+    /// Answers one request; `None` when the protocol says to send nothing (acks=0). The
+    /// work that must follow request order (appends) is done before this returns; the
+    /// answer may still wait (for a flush) in the returned future.
+    pub async fn handle(&self, header: &RequestHeader, request: RequestKind) -> Option<PendingResponse> {
         let version = header.request_api_version;
+        let correlation_id = header.correlation_id;
         let (api_key, body) = match request {
             RequestKind::ApiVersions(r) => (ApiKey::ApiVersions, ResponseKind::ApiVersions(api_versions::handle(&r))),
             RequestKind::Metadata(r) => (ApiKey::Metadata, ResponseKind::Metadata(metadata::handle(self, r, version))),
             RequestKind::Produce(r) => {
                 let acks = r.acks;
-                let response = produce::handle(self, r, version).await;
+                let response = produce::handle(self, r, version);
                 if acks == 0 {
                     return None;
                 }
-                (ApiKey::Produce, ResponseKind::Produce(response))
+                return Some(Box::pin(async move {
+                    let body = ResponseKind::Produce(response.await);
+                    Response { api_key: ApiKey::Produce, api_version: version, correlation_id, body }
+                }));
             }
             RequestKind::Fetch(r) => (ApiKey::Fetch, ResponseKind::Fetch(fetch::handle(self, r, version).await)),
             RequestKind::ListOffsets(r) => {
@@ -214,7 +223,7 @@ impl Broker {
                 unreachable!("request {other:?} passed the version check but has no handler")
             }
         };
-        Some(Response { api_key, api_version: version, correlation_id: header.correlation_id, body })
+        Some(Box::pin(std::future::ready(Response { api_key, api_version: version, correlation_id, body })))
     }
 }
 

@@ -1,5 +1,10 @@
 //! Produce: append each partition's batches, then (for acks=all) wait until they are
 //! flushed. Partitions are independent: one partition's error does not fail the others.
+//!
+//! The appends happen when the request is handled, in the connection's request order; the
+//! wait for the flush is the returned future, which the connection awaits while it goes on
+//! appending the requests behind this one, so one connection's requests share group
+//! commits instead of each paying a whole fsync in turn.
 
 use std::time::Duration;
 
@@ -9,7 +14,11 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{Broker, error_code, since, str_bytes};
 
-pub(super) async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> ProduceResponse {
+pub(super) fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+) -> impl Future<Output = ProduceResponse> + Send + 'static {
     let acks = request.acks;
     let mut responses = Vec::with_capacity(request.topic_data.len());
     // (topic index, partition index, log, offset that must be flushed)
@@ -73,9 +82,18 @@ pub(super) async fn handle(broker: &Broker, request: ProduceRequest, version: i1
         }
         responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
     }
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    async move { acknowledge(responses, flushes, timeout).await }
+}
+
+/// acks=all: waits until every appended partition is flushed (group commit), within the
+/// request's timeout, and marks the partitions that were not.
+async fn acknowledge(
+    mut responses: Vec<TopicProduceResponse>,
+    flushes: Vec<(usize, usize, std::sync::Arc<crate::log::Log>, i64)>,
+    timeout: Duration,
+) -> ProduceResponse {
     if !flushes.is_empty() {
-        // acks=all: every appended partition flushed (group commit), within timeout_ms.
-        let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
         let waits = flushes.iter().map(|(_, _, log, offset)| log.wait_flushed(*offset));
         let results = tokio::time::timeout(timeout, futures::future::join_all(waits)).await;
         for (i, (t, p, _, _)) in flushes.iter().enumerate() {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::AsyncWriteExt;
@@ -15,7 +15,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Semaphore, oneshot};
 
 use super::ClientError;
-use crate::protocol::read_frame;
+use crate::protocol::{EncodeBuf, read_frame};
 
 /// The newest version this client speaks, per API: below the versions that name topics
 /// by id only (Produce / Fetch 13), which this client does not track yet.
@@ -140,15 +140,16 @@ impl Connection {
     ///
     /// # Errors
     /// A connection error.
-    pub async fn send_without_response<R>(&self, request: R) -> Result<(), ClientError>
+    /// `records` as for [`Self::begin_sharing`].
+    pub async fn send_without_response<R>(&self, request: R, records: Vec<Bytes>) -> Result<(), ClientError>
     where
         R: Request + Encodable,
     {
         let api_key = ApiKey::try_from(R::KEY).expect("a known api");
         let version = self.version(api_key).ok_or(ClientError::Unsupported { api: api_key_name(api_key) })?;
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode(&request, api_key, version, correlation_id)?;
-        self.write(&frame).await
+        let frame = self.encode(&request, api_key, version, correlation_id, records)?;
+        self.write(frame).await
     }
 
     async fn send_at<R>(&self, request: R, version: i16) -> Result<R::Response, ClientError>
@@ -156,7 +157,7 @@ impl Connection {
         R: Request + Encodable,
         R::Response: Send + 'static,
     {
-        self.begin_at(request, version).await?.await
+        self.begin_at(request, version, Vec::new()).await?.await
     }
 
     /// Writes a request now and returns a future for its response. Requests begun one
@@ -170,12 +171,35 @@ impl Connection {
         R: Request + Encodable,
         R::Response: Send + 'static,
     {
-        let api_key = ApiKey::try_from(R::KEY).expect("a known api");
-        let version = self.version(api_key).ok_or(ClientError::Unsupported { api: api_key_name(api_key) })?;
-        self.begin_at(request, version).await
+        self.begin_sharing(request, Vec::new()).await
     }
 
-    async fn begin_at<R>(&self, request: R, version: i16) -> Result<PendingResponse<R::Response>, ClientError>
+    /// As [`Self::begin`], for a request that carries record sets (`records`, the very
+    /// buffers the request holds): they go to the socket without being copied into the
+    /// encoded request.
+    ///
+    /// # Errors
+    /// As [`Self::begin`].
+    pub async fn begin_sharing<R>(
+        &self,
+        request: R,
+        records: Vec<Bytes>,
+    ) -> Result<PendingResponse<R::Response>, ClientError>
+    where
+        R: Request + Encodable,
+        R::Response: Send + 'static,
+    {
+        let api_key = ApiKey::try_from(R::KEY).expect("a known api");
+        let version = self.version(api_key).ok_or(ClientError::Unsupported { api: api_key_name(api_key) })?;
+        self.begin_at(request, version, records).await
+    }
+
+    async fn begin_at<R>(
+        &self,
+        request: R,
+        version: i16,
+        records: Vec<Bytes>,
+    ) -> Result<PendingResponse<R::Response>, ClientError>
     where
         R: Request + Encodable,
         R::Response: Send + 'static,
@@ -183,10 +207,10 @@ impl Connection {
         let api_key = ApiKey::try_from(R::KEY).expect("a known api");
         let permit = Arc::clone(&self.in_flight).acquire_owned().await.expect("semaphore never closes");
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode(&request, api_key, version, correlation_id)?;
+        let frame = self.encode(&request, api_key, version, correlation_id, records)?;
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(correlation_id, tx);
-        if let Err(error) = self.write(&frame).await {
+        if let Err(error) = self.write(frame).await {
             self.pending.lock().expect("pending lock").remove(&correlation_id);
             return Err(error);
         }
@@ -208,9 +232,9 @@ impl Connection {
         api_key: ApiKey,
         version: i16,
         correlation_id: i32,
-    ) -> Result<Bytes, ClientError> {
-        let mut frame = BytesMut::with_capacity(128);
-        frame.put_i32(0);
+        records: Vec<Bytes>,
+    ) -> Result<Vec<Bytes>, ClientError> {
+        let mut frame = EncodeBuf::new(records);
         let encode =
             |error: anyhow::Error| ClientError::Encode { api: api_key_name(api_key), message: error.to_string() };
         RequestHeader::default()
@@ -221,17 +245,23 @@ impl Connection {
             .encode(&mut frame, api_key.request_header_version(version))
             .map_err(encode)?;
         request.encode(&mut frame, version).map_err(encode)?;
-        let size = (frame.len() - 4) as i32;
-        frame[..4].copy_from_slice(&size.to_be_bytes());
-        Ok(frame.freeze())
+        let size = i32::try_from(frame.encoded_len())
+            .map_err(|_| ClientError::Encode { api: api_key_name(api_key), message: "request over 2 GiB".into() })?;
+        let mut parts = vec![Bytes::copy_from_slice(&size.to_be_bytes())];
+        parts.extend(frame.into_parts());
+        Ok(parts)
     }
 
-    async fn write(&self, frame: &[u8]) -> Result<(), ClientError> {
+    /// Writes one request's parts, in order, with no other request's bytes between them.
+    async fn write(&self, parts: Vec<Bytes>) -> Result<(), ClientError> {
         let mut writer = self.writer.lock().await;
-        writer
-            .write_all(frame)
-            .await
-            .map_err(|source| ClientError::Disconnected { addr: self.addr.clone(), reason: source.to_string() })
+        for part in parts {
+            writer
+                .write_all(&part)
+                .await
+                .map_err(|source| ClientError::Disconnected { addr: self.addr.clone(), reason: source.to_string() })?;
+        }
+        Ok(())
     }
 }
 

@@ -479,12 +479,14 @@ async fn send_request(
             )
         })
         .collect();
+    // The batches go to the socket from the producer's buffers, not copied into the request.
+    let records: Vec<Bytes> = request.values().flatten().map(|(_, sealed)| sealed.bytes.clone()).collect();
     let produce = ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(timeout.as_millis() as i32)
         .with_topic_data(topic_data);
     if acks == 0 {
-        let result = connection.send_without_response(produce).await;
+        let result = connection.send_without_response(produce, records).await;
         return Box::pin(async move {
             match result {
                 Ok(()) => Completion {
@@ -497,7 +499,7 @@ async fn send_request(
             }
         });
     }
-    let pending = match connection.begin(produce).await {
+    let pending = match connection.begin_sharing(produce, records).await {
         Ok(pending) => pending,
         Err(error) => return Box::pin(async move { fail_all(request, error) }),
     };

@@ -246,6 +246,28 @@ pub struct ActiveSegment {
     /// Kafka measures from the first batch's timestamp; producer clocks (or replayed old
     /// data) then roll a segment on every append, so the broker's own clock is used.
     pub rolling_base_ms: i64,
+    /// A read-only mapping reaching at least `size`, so reads of the tail are served
+    /// without copying, as sealed segments are; `None` if mapping failed (reads then copy).
+    read_map: Option<Arc<Mmap>>,
+}
+
+/// The smallest mapping of an active segment; it doubles as the segment grows.
+const ACTIVE_MAP_MIN_BYTES: u64 = 64 << 20;
+
+/// Maps `len` bytes of an active segment's file, past its current end.
+fn map_active(file: &File, len: u64) -> Option<Arc<Mmap>> {
+    // SAFETY: the mapping is only read below the size of a view taken under the log's lock.
+    // Bytes below that size were written before it was published and are never written
+    // again; the file is only truncated back to the committed size after a failed write
+    // (never below a published size) or during recovery (before any mapping exists). So
+    // no read touches a page past the end of the file, nor bytes that change.
+    let map = unsafe { memmap2::MmapOptions::new().len(usize::try_from(len).ok()?).map(file) };
+    map.map_err(|error| tracing::warn!(%error, "cannot map the active segment; its reads will copy")).ok().map(Arc::new)
+}
+
+/// The mapping length for an active segment of `size` bytes.
+fn active_map_len(size: u32) -> u64 {
+    (u64::from(size) + 1).next_power_of_two().max(ACTIVE_MAP_MIN_BYTES)
 }
 
 /// What recovery found in a segment's tail.
@@ -269,6 +291,7 @@ impl ActiveSegment {
             .create_new(true)
             .open(&paths.log)
             .map_err(|source| LogError::Io { op: "create segment", path: paths.log.clone(), source })?;
+        let read_map = map_active(&file, active_map_len(0));
         Ok(Self {
             base_offset,
             paths,
@@ -277,6 +300,7 @@ impl ActiveSegment {
             next_offset: base_offset,
             indexer: SegmentIndexer::new(base_offset, interval_bytes),
             rolling_base_ms: now_ms,
+            read_map,
         })
     }
 
@@ -339,6 +363,7 @@ impl ActiveSegment {
         for stale in [&paths.index, &paths.time_index] {
             let _ = fs::remove_file(stale);
         }
+        let read_map = map_active(&file, active_map_len(valid as u32));
         let segment = Self {
             base_offset,
             paths,
@@ -347,6 +372,7 @@ impl ActiveSegment {
             next_offset,
             indexer,
             rolling_base_ms: now_ms,
+            read_map,
         };
         Ok((segment, RecoveredTail { truncated_bytes: file_len - valid, reason }))
     }
@@ -373,6 +399,10 @@ impl ActiveSegment {
             self.next_offset = batch.next_offset();
         }
         self.size = position;
+        if self.read_map.as_ref().is_some_and(|map| map.len() < position as usize) {
+            // Readers holding the old mapping keep it; new views get the longer one.
+            self.read_map = map_active(&self.file, active_map_len(position));
+        }
         Ok(())
     }
 
@@ -391,9 +421,13 @@ impl ActiveSegment {
     /// A view for a read at `offset`.
     pub fn view(&self, offset: i64) -> SegmentView {
         let relative = offset.saturating_sub(self.base_offset).clamp(0, u32::MAX as i64) as u32;
+        let source = match &self.read_map {
+            Some(map) => ReadSource::Mapped(Arc::clone(map)),
+            None => ReadSource::File(Arc::clone(&self.file)),
+        };
         SegmentView {
             base_offset: self.base_offset,
-            source: ReadSource::File(Arc::clone(&self.file)),
+            source,
             size: self.size,
             start_position: self.indexer.offset_index.floor_position(relative),
             path: self.paths.log.clone(),

@@ -42,9 +42,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if size as usize > max_bytes {
         return Err(FrameError::TooLarge { size, max: max_bytes });
     }
+    let size = size as usize;
     buf.clear();
-    buf.resize(size as usize, 0);
-    reader.read_exact(&mut buf[..]).await?;
+    // Read into spare capacity: zeroing a buffer that is about to be overwritten costs as
+    // much as the read itself for large produce requests.
+    buf.reserve(size);
+    while buf.len() < size {
+        let wanted = (size - buf.len()) as u64;
+        if (&mut *reader).take(wanted).read_buf(buf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok(Some(buf.split().freeze()))
 }
 

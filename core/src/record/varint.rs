@@ -12,6 +12,7 @@ pub const VARLONG_MAX_BYTES: usize = 10;
 ///
 /// # Errors
 /// [`RecordError::Varint`] if `buf` ends inside the number or it runs past 5 bytes.
+#[inline]
 pub fn read_varint(buf: &[u8]) -> Result<(i32, usize), RecordError> {
     let (raw, len) = read_unsigned(buf, VARINT_MAX_BYTES)?;
     let raw = u32::try_from(raw).map_err(|_| RecordError::Varint { reason: "varint overflows 32 bits" })?;
@@ -22,12 +23,26 @@ pub fn read_varint(buf: &[u8]) -> Result<(i32, usize), RecordError> {
 ///
 /// # Errors
 /// [`RecordError::Varint`] if `buf` ends inside the number or it runs past 10 bytes.
+#[inline]
 pub fn read_varlong(buf: &[u8]) -> Result<(i64, usize), RecordError> {
     let (raw, len) = read_unsigned(buf, VARLONG_MAX_BYTES)?;
     Ok((((raw >> 1) as i64) ^ -((raw & 1) as i64), len))
 }
 
+#[inline]
 fn read_unsigned(buf: &[u8], max_bytes: usize) -> Result<(u64, usize), RecordError> {
+    // Most varints in a record (lengths under 16 KiB, small deltas) take one or two bytes.
+    match *buf {
+        [first, ..] if first < 0x80 => return Ok((u64::from(first), 1)),
+        [first, second, ..] if second < 0x80 => {
+            return Ok((u64::from(first & 0x7f) | (u64::from(second) << 7), 2));
+        }
+        _ => {}
+    }
+    read_unsigned_slow(buf, max_bytes)
+}
+
+fn read_unsigned_slow(buf: &[u8], max_bytes: usize) -> Result<(u64, usize), RecordError> {
     let mut value: u64 = 0;
     for (i, &byte) in buf.iter().take(max_bytes).enumerate() {
         let bits = u64::from(byte & 0x7f);
