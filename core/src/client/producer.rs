@@ -139,11 +139,9 @@ impl Producer {
             connection,
             producer_id,
             epoch,
-            partitions: HashMap::new(),
-            batches: HashMap::new(),
+            topics: HashMap::new(),
             completions_tx,
             flushes: Vec::new(),
-            sticky: HashMap::new(),
         };
         let task = tokio::spawn(driver.run(rx, completions));
         Ok(Self { commands, driver: task })
@@ -214,6 +212,16 @@ struct Sealed {
     attempts: u32,
 }
 
+/// What the driver keeps per topic, found with one lookup per record.
+struct TopicState {
+    /// The partition count, from Metadata when the topic was first used.
+    partitions: i32,
+    /// The sticky partition for records without a key (KIP-480).
+    sticky: Option<i32>,
+    /// By partition.
+    batches: Vec<PartitionState>,
+}
+
 #[derive(Default)]
 struct PartitionState {
     open: Option<Batch>,
@@ -237,11 +245,9 @@ struct Driver {
     connection: Arc<Connection>,
     producer_id: i64,
     epoch: i16,
-    partitions: HashMap<String, i32>,
-    batches: HashMap<(String, i32), PartitionState>,
+    topics: HashMap<String, TopicState>,
     completions_tx: mpsc::UnboundedSender<Completion>,
     flushes: Vec<oneshot::Sender<()>>,
-    sticky: HashMap<String, i32>,
 }
 
 impl Driver {
@@ -287,28 +293,33 @@ impl Driver {
     }
 
     fn is_idle(&self) -> bool {
-        self.batches.values().all(|p| p.open.is_none() && p.queued.is_empty() && p.in_flight == 0)
+        self.partition_states().all(|p| p.open.is_none() && p.queued.is_empty() && p.in_flight == 0)
     }
 
     fn next_linger_deadline(&self) -> Option<Instant> {
-        self.batches.values().filter_map(|p| p.open.as_ref().map(|b| b.opened + self.config.linger)).min()
+        self.partition_states().filter_map(|p| p.open.as_ref().map(|b| b.opened + self.config.linger)).min()
+    }
+
+    fn partition_states(&self) -> impl Iterator<Item = &PartitionState> {
+        self.topics.values().flat_map(|t| t.batches.iter())
     }
 
     async fn append(&mut self, record: Record) {
-        let partitions = match self.partitions.get(&record.topic) {
-            Some(n) => *n,
-            None => match partition_counts(&self.connection, std::slice::from_ref(&record.topic)).await {
+        if !self.topics.contains_key(&record.topic) {
+            match partition_counts(&self.connection, std::slice::from_ref(&record.topic)).await {
                 Ok(counts) => {
-                    let n = counts.get(&record.topic).copied().unwrap_or(1);
-                    self.partitions.insert(record.topic.clone(), n);
-                    n
+                    let n = counts.get(&record.topic).copied().unwrap_or(1).max(1);
+                    let batches = (0..n).map(|_| PartitionState::default()).collect();
+                    self.topics.insert(record.topic.clone(), TopicState { partitions: n, sticky: None, batches });
                 }
                 Err(error) => {
                     let _ = record.done.send(Err(error));
                     return;
                 }
-            },
-        };
+            }
+        }
+        let topic = self.topics.get_mut(&record.topic).expect("inserted above");
+        let partitions = topic.partitions;
         let partition = match (record.partition, &record.key) {
             (Some(p), _) if (0..partitions).contains(&p) => p,
             (Some(p), _) => {
@@ -318,10 +329,9 @@ impl Driver {
                 return;
             }
             (None, Some(key)) => partition_for_key(key, partitions),
-            (None, None) => *self.sticky.entry(record.topic.clone()).or_insert_with(|| rand_partition(partitions)),
+            (None, None) => *topic.sticky.get_or_insert_with(|| rand_partition(partitions)),
         };
-        let key = (record.topic.clone(), partition);
-        let state = self.batches.entry(key).or_default();
+        let state = &mut topic.batches[partition as usize];
         let size = record.key.as_ref().map_or(0, Bytes::len) + record.value.as_ref().map_or(0, Bytes::len) + 32;
         let open = state.open.get_or_insert_with(|| Batch {
             builder: BatchBuilder::new(self.config.compression),
@@ -343,14 +353,15 @@ impl Driver {
             self.seal(&record.topic, partition);
             // The sticky partition moves on when its batch fills (KIP-480).
             if record.key.is_none() && record.partition.is_none() {
-                self.sticky.insert(record.topic.clone(), rand_partition(partitions));
+                let topic = self.topics.get_mut(&record.topic).expect("inserted above");
+                topic.sticky = Some(rand_partition(partitions));
             }
         }
     }
 
     /// Closes a partition's open batch: sequence numbers are fixed now, for good.
     fn seal(&mut self, topic: &str, partition: i32) {
-        let Some(state) = self.batches.get_mut(&(topic.to_string(), partition)) else { return };
+        let Some(state) = partition_state(&mut self.topics, topic, partition) else { return };
         let Some(batch) = state.open.take() else { return };
         let count = batch.waiters.len() as i32;
         let mut builder = batch.builder;
@@ -373,11 +384,13 @@ impl Driver {
     /// Seals lingered (or, when flushing, all) open batches and sends what may be sent.
     async fn send_ready(&mut self, flushing: bool) {
         let now = Instant::now();
+        let linger = self.config.linger;
         let lingered: Vec<(String, i32)> = self
-            .batches
+            .topics
             .iter()
-            .filter(|(_, p)| p.open.as_ref().is_some_and(|b| flushing || now >= b.opened + self.config.linger))
-            .map(|(k, _)| k.clone())
+            .flat_map(|(topic, t)| t.batches.iter().enumerate().map(move |(p, state)| (topic, p as i32, state)))
+            .filter(|(_, _, p)| p.open.as_ref().is_some_and(|b| flushing || now >= b.opened + linger))
+            .map(|(topic, partition, _)| (topic.clone(), partition))
             .collect();
         for (topic, partition) in lingered {
             self.seal(&topic, partition);
@@ -386,13 +399,16 @@ impl Driver {
         // as many requests as the partitions' in-flight limits allow.
         loop {
             let mut request: HashMap<String, Vec<(i32, Sealed)>> = HashMap::new();
-            for ((topic, partition), state) in &mut self.batches {
+            let states = self.topics.iter_mut().flat_map(|(topic, t)| {
+                t.batches.iter_mut().enumerate().map(move |(p, state)| (topic, p as i32, state))
+            });
+            for (topic, partition, state) in states {
                 let limit = if state.recovering { 1 } else { MAX_IN_FLIGHT };
                 if state.in_flight < limit
                     && let Some(sealed) = state.queued.pop_front()
                 {
                     state.in_flight += 1;
-                    request.entry(topic.clone()).or_default().push((*partition, sealed));
+                    request.entry(topic.clone()).or_default().push((partition, sealed));
                 }
             }
             if request.is_empty() {
@@ -410,7 +426,7 @@ impl Driver {
 
     fn complete(&mut self, completion: Completion) {
         for ((topic, partition), mut sealed, result) in completion.results {
-            let Some(state) = self.batches.get_mut(&(topic.clone(), partition)) else { continue };
+            let Some(state) = partition_state(&mut self.topics, &topic, partition) else { continue };
             state.in_flight -= 1;
             match result {
                 Ok(base_offset) => {
@@ -434,6 +450,14 @@ impl Driver {
             }
         }
     }
+}
+
+fn partition_state<'a>(
+    topics: &'a mut HashMap<String, TopicState>,
+    topic: &str,
+    partition: i32,
+) -> Option<&'a mut PartitionState> {
+    topics.get_mut(topic)?.batches.get_mut(usize::try_from(partition).ok()?)
 }
 
 fn is_retriable(error: &ClientError) -> bool {
