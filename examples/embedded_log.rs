@@ -27,10 +27,10 @@ fn main() -> anyhow::Result<()> {
         value: Some(b"{\"age\":41}"),
         headers: &[],
     });
-    let mut batch = builder.build()?;
+    let batch = builder.build()?;
 
     let log = manager.get("users", 0)?;
-    let appended = log.append(&mut batch, 0)?;
+    let appended = log.append(&batch, 0)?;
     // Wait until the batch is on disk: what an acks=all producer would wait for.
     log.wait_flushed_blocking(appended.last_offset + 1)?;
     println!("appended offsets {}..={}", appended.first_offset, appended.last_offset);

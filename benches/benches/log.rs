@@ -22,10 +22,10 @@ fn log_paths(c: &mut Criterion) {
     let config = LogConfig { segment_bytes: 64 << 20, retention_ms: -1, ..LogConfig::default() };
     let (log, _) =
         Log::open(dir.path(), config, LogContext { clock: Arc::new(SystemClock), flusher: flusher.handle() }).unwrap();
-    let mut bytes = batch();
+    let bytes = batch();
     let mut group = c.benchmark_group("log");
     group.throughput(Throughput::Bytes(bytes.len() as u64));
-    group.bench_function("append_16k_batch_no_flush", |b| b.iter(|| log.append(&mut bytes, 0).unwrap().last_offset));
+    group.bench_function("append_16k_batch_no_flush", |b| b.iter(|| log.append(&bytes, 0).unwrap().last_offset));
     log.force_roll().unwrap();
     let end = log.log_end();
     let mut i = 0i64;

@@ -130,10 +130,10 @@ fn one_round(args: &Args, root: &Path, flusher: &Flusher) -> anyhow::Result<Vec<
         let dir = root.join(format!("append-{batch_bytes}"));
         let log = open(&dir, flusher)?;
         let start = Instant::now();
-        let mut buf = batch.clone();
+        let buf = batch.clone();
         let mut written = 0u64;
         while written < total {
-            log.append(&mut buf, 0)?;
+            log.append(&buf, 0)?;
             written += buf.len() as u64;
         }
         log.flush()?;
@@ -159,11 +159,11 @@ fn one_round(args: &Args, root: &Path, flusher: &Flusher) -> anyhow::Result<Vec<
                 let mut tasks = tokio::task::JoinSet::new();
                 for _ in 0..writers {
                     let log = Arc::clone(&log);
-                    let mut buf = batch.clone();
+                    let buf = batch.clone();
                     tasks.spawn(async move {
                         let mut written = 0u64;
                         while written < per_writer {
-                            let info = log.append(&mut buf, 0)?;
+                            let info = log.append(&buf, 0)?;
                             log.wait_flushed(info.last_offset + 1).await?;
                             written += buf.len() as u64;
                         }

@@ -12,8 +12,8 @@ fn log_dump_prints_batches_and_fails_on_a_corrupt_segment() {
     let dir = tempfile::tempdir().unwrap();
     {
         let t = open_log_system_clock(dir.path(), LogConfig::default());
-        t.log.append(&mut batch(&["a", "b", "c"], 42), 3).unwrap();
-        t.log.append(&mut batch(&["d"], 43), 3).unwrap();
+        t.log.append(&batch(&["a", "b", "c"], 42), 3).unwrap();
+        t.log.append(&batch(&["d"], 43), 3).unwrap();
         t.log.close().unwrap();
     }
     let output = Command::new(env!("CARGO_BIN_EXE_headwater"))

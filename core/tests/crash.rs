@@ -52,9 +52,9 @@ fn crash_child_appends_until_killed() {
         for value in &values {
             builder.append(NewRecord { timestamp: i as i64, key: Some(b"k"), value: Some(value), headers: &[] });
         }
-        let mut bytes = builder.build().expect("build");
+        let bytes = builder.build().expect("build");
         let digest = crc32c::crc32c(&bytes[16..]);
-        let info = t.log.append(&mut bytes, 0).expect("append");
+        let info = t.log.append(&bytes, 0).expect("append");
         t.log.wait_flushed_blocking(info.last_offset + 1).expect("flush");
         // Acknowledged only once this line is out.
         writeln!(stdout, "ACK {} {} {digest}", info.first_offset, info.last_offset).expect("stdout");

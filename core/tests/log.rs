@@ -17,11 +17,11 @@ fn small_segments(bytes: u32) -> LogConfig {
 fn append_assigns_offsets_and_stores_the_producers_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let t = open_log_system_clock(dir.path(), LogConfig::default());
-    let mut first = batch(&["a", "b", "c"], 1000);
+    let first = batch(&["a", "b", "c"], 1000);
     let original = first.clone();
-    let info = t.log.append(&mut first, 7).unwrap();
+    let info = t.log.append(&first, 7).unwrap();
     assert_eq!((info.first_offset, info.last_offset), (0, 2));
-    let info = t.log.append(&mut batch(&["d"], 1001), 7).unwrap();
+    let info = t.log.append(&batch(&["d"], 1001), 7).unwrap();
     assert_eq!((info.first_offset, info.last_offset), (3, 3));
     assert_eq!(t.log.log_end(), 4);
 
@@ -42,7 +42,7 @@ fn several_batches_in_one_append_get_consecutive_offsets() {
     let t = open_log_system_clock(dir.path(), LogConfig::default());
     let mut both = batch(&["a", "b"], 1);
     both.extend(batch(&["c"], 2));
-    let info = t.log.append(&mut both, 0).unwrap();
+    let info = t.log.append(&both, 0).unwrap();
     assert_eq!((info.first_offset, info.last_offset), (0, 2));
     let offsets: Vec<_> = read_all(&t.log).into_iter().map(|(o, _, _)| o).collect();
     assert_eq!(offsets, vec![0, 1, 2]);
@@ -52,7 +52,7 @@ fn several_batches_in_one_append_get_consecutive_offsets() {
 fn a_read_from_inside_a_batch_returns_that_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
     let t = open_log_system_clock(dir.path(), LogConfig::default());
-    t.log.append(&mut batch(&["a", "b", "c"], 1), 0).unwrap();
+    t.log.append(&batch(&["a", "b", "c"], 1), 0).unwrap();
     let read = t.log.read(1, None, 1 << 20).unwrap();
     assert_eq!(first_batch(&read.records).base_offset(), 0);
 }
@@ -63,7 +63,7 @@ fn reads_honour_max_bytes_but_always_return_one_whole_batch() {
     let t = open_log_system_clock(dir.path(), LogConfig::default());
     let big = "x".repeat(1000);
     for _ in 0..10 {
-        t.log.append(&mut batch(&[&big], 1), 0).unwrap();
+        t.log.append(&batch(&[&big], 1), 0).unwrap();
     }
     let one = t.log.read(0, None, 10).unwrap();
     assert_eq!(BatchIter::new(&one.records).count(), 1, "a batch larger than max_bytes still comes back whole");
@@ -78,7 +78,7 @@ fn reads_stop_below_max_offset() {
     let dir = tempfile::tempdir().unwrap();
     let t = open_log_system_clock(dir.path(), LogConfig::default());
     for i in 0..5 {
-        t.log.append(&mut batch(&[&i.to_string()], 1), 0).unwrap();
+        t.log.append(&batch(&[&i.to_string()], 1), 0).unwrap();
     }
     let read = t.log.read(0, Some(3), 1 << 20).unwrap();
     let offsets: Vec<_> = records(&read.records).into_iter().map(|(o, _, _)| o).collect();
@@ -90,7 +90,7 @@ fn reads_stop_below_max_offset() {
 fn offsets_outside_the_log_are_out_of_range() {
     let dir = tempfile::tempdir().unwrap();
     let t = open_log_system_clock(dir.path(), LogConfig::default());
-    t.log.append(&mut batch(&["a"], 1), 0).unwrap();
+    t.log.append(&batch(&["a"], 1), 0).unwrap();
     assert!(t.log.read(1, None, 100).unwrap().records.is_empty(), "the log end itself is a valid, empty read");
     assert!(matches!(
         t.log.read(2, None, 100),
@@ -105,7 +105,7 @@ fn segments_roll_on_segment_bytes_and_reads_cross_them() {
     let t = open_log_system_clock(dir.path(), small_segments(4096));
     let value = "v".repeat(500);
     for _ in 0..40 {
-        t.log.append(&mut batch(&[&value, &value], 1), 0).unwrap();
+        t.log.append(&batch(&[&value, &value], 1), 0).unwrap();
     }
     assert!(t.log.segment_count() > 5, "rolled into {} segments", t.log.segment_count());
     let bases = t.log.segment_bases();
@@ -128,11 +128,11 @@ fn segment_ms_rolls_by_the_clock() {
     let (clock, shared) = manual_clock(1_000_000);
     let config = LogConfig { segment_ms: 60_000, ..LogConfig::default() };
     let t = open_log(dir.path(), config, shared);
-    t.log.append(&mut batch(&["a"], 1_000_000), 0).unwrap();
-    t.log.append(&mut batch(&["b"], 1_000_000), 0).unwrap();
+    t.log.append(&batch(&["a"], 1_000_000), 0).unwrap();
+    t.log.append(&batch(&["b"], 1_000_000), 0).unwrap();
     assert_eq!(t.log.segment_count(), 1);
     clock.advance_ms(60_000);
-    t.log.append(&mut batch(&["c"], 1_060_000), 0).unwrap();
+    t.log.append(&batch(&["c"], 1_060_000), 0).unwrap();
     assert_eq!(t.log.segment_bases(), vec![0, 2]);
 }
 
@@ -143,7 +143,7 @@ fn timestamp_lookup_finds_the_earliest_record_at_or_after_it() {
     // Offsets 0..100 at timestamps 1000, 1010, ...; a few out of order.
     for i in 0..100i64 {
         let ts = if i % 17 == 5 { 500 } else { 1000 + i * 10 };
-        t.log.append(&mut batch(&[&"p".repeat(100)], ts), 0).unwrap();
+        t.log.append(&batch(&[&"p".repeat(100)], ts), 0).unwrap();
     }
     assert!(t.log.segment_count() > 3);
     assert_eq!(t.log.offset_for_timestamp(0).unwrap(), Some((0, 1000)));
@@ -164,7 +164,7 @@ fn retention_ms_deletes_whole_expired_segments() {
     let value = "r".repeat(300);
     for i in 0..30i64 {
         // Timestamps one second apart, ending at "now".
-        t.log.append(&mut batch(&[&value], 10_000_000 - (29 - i) * 1000), 0).unwrap();
+        t.log.append(&batch(&[&value], 10_000_000 - (29 - i) * 1000), 0).unwrap();
     }
     let before = t.log.segment_count();
     assert_eq!(t.log.apply_retention().unwrap().deleted_segments, 0, "nothing is older than a minute yet");
@@ -183,7 +183,7 @@ fn retention_ms_deletes_whole_expired_segments() {
     t.log.apply_retention().unwrap();
     assert_eq!(t.log.log_start(), 30);
     assert_eq!(t.log.log_end(), 30);
-    assert_eq!(t.log.append(&mut batch(&["after"], 1), 0).unwrap().first_offset, 30);
+    assert_eq!(t.log.append(&batch(&["after"], 1), 0).unwrap().first_offset, 30);
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn retention_bytes_keeps_the_newest_segments_under_the_limit() {
     config.retention_ms = -1;
     let t = open_log_system_clock(dir.path(), config);
     for _ in 0..40 {
-        t.log.append(&mut batch(&[&"s".repeat(300)], 1), 0).unwrap();
+        t.log.append(&batch(&[&"s".repeat(300)], 1), 0).unwrap();
     }
     t.log.apply_retention().unwrap();
     assert!(t.log.size_bytes() <= 3000 + 1024, "size {}", t.log.size_bytes());
@@ -209,7 +209,7 @@ fn delete_records_moves_the_log_start_and_retention_drops_segments_below_it() {
     config.retention_ms = -1;
     let t = open_log_system_clock(dir.path(), config);
     for _ in 0..20 {
-        t.log.append(&mut batch(&[&"d".repeat(300)], 1), 0).unwrap();
+        t.log.append(&batch(&[&"d".repeat(300)], 1), 0).unwrap();
     }
     assert_eq!(t.log.advance_log_start(12).unwrap(), 12);
     assert!(matches!(t.log.read(11, None, 10), Err(LogError::OffsetOutOfRange { .. })));
@@ -230,14 +230,14 @@ fn compaction_keeps_the_latest_record_per_key_and_expires_tombstones() {
     for round in 0..10 {
         for key in ["a", "b", "c"] {
             let value = format!("{key}{round}");
-            t.log.append(&mut keyed_batch(&[(Some(key), Some(&value))], 1_000_000, Compression::Lz4), 0).unwrap();
+            t.log.append(&keyed_batch(&[(Some(key), Some(&value))], 1_000_000, Compression::Lz4), 0).unwrap();
         }
     }
     // A tombstone for "b", then enough data to seal everything of interest.
-    t.log.append(&mut keyed_batch(&[(Some("b"), None)], 1_000_000, Compression::None), 0).unwrap();
+    t.log.append(&keyed_batch(&[(Some("b"), None)], 1_000_000, Compression::None), 0).unwrap();
     for i in 0..5 {
         t.log
-            .append(&mut keyed_batch(&[(Some("z"), Some(&"z".repeat(200 + i)))], 1_000_000, Compression::None), 0)
+            .append(&keyed_batch(&[(Some("z"), Some(&"z".repeat(200 + i)))], 1_000_000, Compression::None), 0)
             .unwrap();
     }
     t.log.force_roll().unwrap();
@@ -258,7 +258,7 @@ fn compaction_keeps_the_latest_record_per_key_and_expires_tombstones() {
     assert!(after.iter().all(|(_, k, _)| k.as_deref() != Some("b")), "{after:?}");
     // The log still appends after its last offset, and reopening gives the same records.
     assert_eq!(
-        t.log.append(&mut keyed_batch(&[(Some("n"), Some("next"))], 1, Compression::None), 0).unwrap().first_offset,
+        t.log.append(&keyed_batch(&[(Some("n"), Some("next"))], 1, Compression::None), 0).unwrap().first_offset,
         36
     );
     let expected = read_all(&t.log);
@@ -282,11 +282,7 @@ fn compaction_respects_min_compaction_lag() {
     for i in 0..10 {
         t.log
             .append(
-                &mut keyed_batch(
-                    &[(Some("k"), Some(&format!("{i}{}", "x".repeat(200))))],
-                    1_000_000,
-                    Compression::None,
-                ),
+                &keyed_batch(&[(Some("k"), Some(&format!("{i}{}", "x".repeat(200))))], 1_000_000, Compression::None),
                 0,
             )
             .unwrap();
@@ -306,14 +302,14 @@ fn compaction_does_not_block_appends() {
     let t = open_log_system_clock(dir.path(), config);
     for i in 0..2000 {
         let key = format!("k{}", i % 50);
-        t.log.append(&mut keyed_batch(&[(Some(&key), Some(&"v".repeat(100)))], 1, Compression::Snappy), 0).unwrap();
+        t.log.append(&keyed_batch(&[(Some(&key), Some(&"v".repeat(100)))], 1, Compression::Snappy), 0).unwrap();
     }
     t.log.force_roll().unwrap();
     let log = Arc::clone(&t.log);
     let appender = std::thread::spawn(move || {
         for i in 0..2000 {
             let key = format!("k{}", i % 50);
-            log.append(&mut keyed_batch(&[(Some(&key), Some("new"))], 2, Compression::None), 0).unwrap();
+            log.append(&keyed_batch(&[(Some(&key), Some("new"))], 2, Compression::None), 0).unwrap();
         }
     });
     let outcome = t.log.compact().unwrap();
@@ -343,7 +339,7 @@ fn bad_batches_are_rejected_with_typed_errors_and_nothing_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig { max_message_bytes: 2000, ..LogConfig::default() };
     let t = open_log_system_clock(dir.path(), config);
-    t.log.append(&mut batch(&["good"], 1), 0).unwrap();
+    t.log.append(&batch(&["good"], 1), 0).unwrap();
     let good = batch(&["x"], 1);
 
     let mut wrong_crc = good.clone();
@@ -386,7 +382,7 @@ async fn waiting_appends_share_flushes() {
     for i in 0..200 {
         let log = Arc::clone(&t.log);
         tasks.spawn(async move {
-            let info = log.append(&mut batch(&[&i.to_string()], 1), 0).unwrap();
+            let info = log.append(&batch(&[&i.to_string()], 1), 0).unwrap();
             log.wait_flushed(info.last_offset + 1).await.unwrap();
             info.last_offset
         });
@@ -407,7 +403,7 @@ fn a_clean_reopen_keeps_offsets_segments_and_log_start() {
     {
         let t = open_log_system_clock(dir.path(), config.clone());
         for i in 0..50 {
-            t.log.append(&mut batch(&[&format!("{i:0>200}")], i), 0).unwrap();
+            t.log.append(&batch(&[&format!("{i:0>200}")], i), 0).unwrap();
         }
         t.log.advance_log_start(3).unwrap();
         expected = read_all(&t.log);
@@ -418,7 +414,7 @@ fn a_clean_reopen_keeps_offsets_segments_and_log_start() {
     assert_eq!(t.log.log_end(), 50);
     assert_eq!(read_all(&t.log), expected);
     assert_eq!(t.log.offset_for_timestamp(25).unwrap(), Some((25, 25)));
-    assert_eq!(t.log.append(&mut batch(&["more"], 1), 0).unwrap().first_offset, 50);
+    assert_eq!(t.log.append(&batch(&["more"], 1), 0).unwrap().first_offset, 50);
 }
 
 #[test]
@@ -431,7 +427,7 @@ fn records_inside_a_batch_are_validated_like_kafka_does() {
     bad[64] = 2; // zig-zag 1
     let crc = crc32c::crc32c(&bad[21..]);
     bad[17..21].copy_from_slice(&crc.to_be_bytes());
-    assert!(matches!(t.log.append(&mut bad, 0), Err(LogError::InvalidRecords { .. })));
+    assert!(matches!(t.log.append(&bad, 0), Err(LogError::InvalidRecords { .. })));
     assert_eq!(t.log.log_end(), 0);
 
     let compacted = LogConfig {
@@ -440,9 +436,9 @@ fn records_inside_a_batch_are_validated_like_kafka_does() {
     };
     let dir = tempfile::tempdir().unwrap();
     let t = open_log_system_clock(dir.path(), compacted);
-    let error = t.log.append(&mut batch(&["no key"], 1), 0).unwrap_err();
+    let error = t.log.append(&batch(&["no key"], 1), 0).unwrap_err();
     assert!(matches!(error, LogError::InvalidAppend { .. }), "{error}");
-    t.log.append(&mut keyed_batch(&[(Some("k"), Some("v"))], 1, Compression::Gzip), 0).unwrap();
+    t.log.append(&keyed_batch(&[(Some("k"), Some("v"))], 1, Compression::Gzip), 0).unwrap();
 }
 
 #[test]
@@ -456,7 +452,7 @@ fn segments_without_timestamps_expire_by_file_time() {
     let config = LogConfig { retention_ms: 60_000, ..small_segments(1024) };
     let t = open_log(dir.path(), config, shared);
     for _ in 0..10 {
-        t.log.append(&mut batch(&[&"n".repeat(300)], -1), 0).unwrap();
+        t.log.append(&batch(&[&"n".repeat(300)], -1), 0).unwrap();
     }
     assert!(t.log.segment_count() > 2);
     assert_eq!(t.log.apply_retention().unwrap().deleted_segments, 0, "written just now");
@@ -475,8 +471,8 @@ fn a_tombstone_outlives_its_first_compaction_whatever_its_timestamp() {
     };
     let t = open_log(dir.path(), config, shared);
     // Replayed data: producer timestamps from long ago.
-    t.log.append(&mut keyed_batch(&[(Some("k"), Some("old value"))], 0, Compression::None), 0).unwrap();
-    t.log.append(&mut keyed_batch(&[(Some("k"), None)], 0, Compression::None), 0).unwrap();
+    t.log.append(&keyed_batch(&[(Some("k"), Some("old value"))], 0, Compression::None), 0).unwrap();
+    t.log.append(&keyed_batch(&[(Some("k"), None)], 0, Compression::None), 0).unwrap();
     t.log.force_roll().unwrap();
     t.log.compact().unwrap();
     // The value is gone; the tombstone stays delete.retention.ms from this compaction, so
@@ -510,23 +506,23 @@ fn an_idempotent_producers_retry_is_acknowledged_once_even_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let t = open_log_system_clock(dir.path(), LogConfig::default());
-        let first = t.log.append(&mut idempotent_batch(42, 0, 0, &["a", "b"]), 0).unwrap();
+        let first = t.log.append(&idempotent_batch(42, 0, 0, &["a", "b"]), 0).unwrap();
         assert_eq!((first.first_offset, first.last_offset, first.duplicate), (0, 1, false));
-        let retry = t.log.append(&mut idempotent_batch(42, 0, 0, &["a", "b"]), 0).unwrap();
+        let retry = t.log.append(&idempotent_batch(42, 0, 0, &["a", "b"]), 0).unwrap();
         assert_eq!((retry.first_offset, retry.last_offset, retry.duplicate), (0, 1, true));
         assert_eq!(t.log.log_end(), 2, "the retry appended nothing");
-        let gap = t.log.append(&mut idempotent_batch(42, 0, 5, &["c"]), 0).unwrap_err();
+        let gap = t.log.append(&idempotent_batch(42, 0, 5, &["c"]), 0).unwrap_err();
         assert!(matches!(gap, LogError::OutOfOrderSequence { producer_id: 42, expected: 2, got: 5 }), "{gap}");
-        t.log.append(&mut idempotent_batch(42, 0, 2, &["c"]), 0).unwrap();
+        t.log.append(&idempotent_batch(42, 0, 2, &["c"]), 0).unwrap();
         t.log.close().unwrap();
     }
     let t = open_log_system_clock(dir.path(), LogConfig::default());
-    let retry = t.log.append(&mut idempotent_batch(42, 0, 2, &["c"]), 0).unwrap();
+    let retry = t.log.append(&idempotent_batch(42, 0, 2, &["c"]), 0).unwrap();
     assert!(retry.duplicate, "producer state is rebuilt from the log");
-    let zombie = t.log.append(&mut idempotent_batch(42, 1, 0, &["new epoch"]), 0).unwrap();
+    let zombie = t.log.append(&idempotent_batch(42, 1, 0, &["new epoch"]), 0).unwrap();
     assert_eq!(zombie.first_offset, 3);
     assert!(matches!(
-        t.log.append(&mut idempotent_batch(42, 0, 3, &["old epoch"]), 0),
+        t.log.append(&idempotent_batch(42, 0, 3, &["old epoch"]), 0),
         Err(LogError::InvalidProducerEpoch { current: 1, .. })
     ));
 }

@@ -41,7 +41,7 @@ proptest! {
                 Op::Append { records, value_bytes } => {
                     let vals: Vec<String> = (0..records).map(|r| format!("{}-{r}-{}", values.len(), "v".repeat(value_bytes))).collect();
                     let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
-                    let info = t.log.append(&mut batch(&refs, 1), 0).unwrap();
+                    let info = t.log.append(&batch(&refs, 1), 0).unwrap();
                     prop_assert_eq!(info.first_offset, values.len() as i64);
                     prop_assert_eq!(info.last_offset, (values.len() + records - 1) as i64);
                     batches.push((info.first_offset, info.last_offset));

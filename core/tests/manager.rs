@@ -21,7 +21,7 @@ fn topics_partitions_and_configs_survive_a_restart() {
         manager.create_topic("users.v1", 1, config(&[("cleanup.policy", "compact")])).unwrap();
         for partition in 0..3 {
             let log = manager.get("orders", partition).unwrap();
-            log.append(&mut batch(&[&format!("p{partition}")], 1), 0).unwrap();
+            log.append(&batch(&[&format!("p{partition}")], 1), 0).unwrap();
         }
         manager.create_partitions("orders", 5).unwrap();
         manager
@@ -52,7 +52,7 @@ fn altered_configs_reach_open_logs() {
     manager.create_topic("t", 1, BTreeMap::new()).unwrap();
     let log = manager.get("t", 0).unwrap();
     manager.alter_topic_config("t", config(&[("max.message.bytes", "100")])).unwrap();
-    assert!(matches!(log.append(&mut batch(&[&"x".repeat(200)], 1), 0), Err(LogError::RecordTooLarge { .. })));
+    assert!(matches!(log.append(&batch(&[&"x".repeat(200)], 1), 0), Err(LogError::RecordTooLarge { .. })));
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn deleting_a_topic_removes_its_data_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let manager = LogManager::open(dir.path(), LogManagerOptions::default()).unwrap();
     manager.create_topic("gone", 2, BTreeMap::new()).unwrap();
-    manager.get("gone", 0).unwrap().append(&mut batch(&["a"], 1), 0).unwrap();
+    manager.get("gone", 0).unwrap().append(&batch(&["a"], 1), 0).unwrap();
     manager.delete_topic("gone").unwrap();
     assert!(manager.log(&TopicPartition::new("gone", 0)).is_none());
     assert!(!dir.path().join("gone-0").exists());
@@ -120,7 +120,7 @@ fn maintenance_applies_retention_to_every_log() {
     for partition in 0..2 {
         let log = manager.get("r", partition).unwrap();
         for _ in 0..10 {
-            log.append(&mut batch(&[&"z".repeat(300)], 1_000_000), 0).unwrap();
+            log.append(&batch(&[&"z".repeat(300)], 1_000_000), 0).unwrap();
         }
     }
     clock.advance_ms(5_000);

@@ -19,7 +19,7 @@ fn config() -> LogConfig {
 fn fill(dir: &Path) -> Vec<(i64, Option<String>, Option<String>)> {
     let t = open_log_system_clock(dir, config());
     for i in 0..60 {
-        t.log.append(&mut batch(&[&format!("{i:0>300}")], 1000 + i), 0).unwrap();
+        t.log.append(&batch(&[&format!("{i:0>300}")], 1000 + i), 0).unwrap();
     }
     let all = read_all(&t.log);
     t.log.close().unwrap();
@@ -49,7 +49,7 @@ fn a_torn_tail_is_truncated_to_the_last_whole_batch() {
         let survived = read_all(&t.log);
         assert_eq!(survived[..], all[..all.len() - 1], "cut {cut}: only the torn batch is gone");
         assert_eq!(t.log.log_end(), 59);
-        assert_eq!(t.log.append(&mut batch(&["after"], 1), 0).unwrap().first_offset, 59);
+        assert_eq!(t.log.append(&batch(&["after"], 1), 0).unwrap().first_offset, 59);
     }
 }
 
@@ -162,7 +162,7 @@ fn an_empty_segment_left_by_a_crash_after_a_roll_is_removed() {
     assert_eq!(read_all(&t.log), all);
     assert!(last_base < end);
     // The log carries on from the last empty segment's base, which the log end now is.
-    let next = t.log.append(&mut batch(&["next"], 1), 0).unwrap().first_offset;
+    let next = t.log.append(&batch(&["next"], 1), 0).unwrap().first_offset;
     assert_eq!(next, end + 1_000);
     assert_eq!(read_all(&t.log).last().unwrap().0, end + 1_000);
 }

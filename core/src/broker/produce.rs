@@ -47,9 +47,9 @@ pub(super) fn handle(
                 partitions.push(response.with_error_code(ResponseError::InvalidRecord.code()));
                 continue;
             };
-            // The log rewrites base offsets in place; the request's buffer is shared.
-            let mut batches = records.to_vec();
-            match log.append(&mut batches, 0) {
+            // Straight from the request's buffer: the log patches offsets as it writes.
+            let batches = records;
+            match log.append(&batches, 0) {
                 Ok(info) => {
                     if !info.duplicate {
                         let records = info.last_offset - info.first_offset + 1;

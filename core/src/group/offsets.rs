@@ -195,9 +195,9 @@ impl OffsetStore {
         for (key, value) in &encoded {
             builder.append(NewRecord { timestamp, key: Some(key), value: value.as_deref(), headers: &[] });
         }
-        let mut batch = builder.build().map_err(|source| LogError::InvalidRecords { source })?;
+        let batch = builder.build().map_err(|source| LogError::InvalidRecords { source })?;
         let log = self.logs.get(OFFSETS_TOPIC, partition_for(group))?;
-        let appended = log.append(&mut batch, 0)?;
+        let appended = log.append(&batch, 0)?;
         log.wait_flushed(appended.last_offset + 1).await?;
         let mut committed = self.committed.lock().expect("offsets lock");
         let offsets = committed.entry(group.to_string()).or_default();

@@ -28,7 +28,7 @@ use super::flusher::FlushHandle;
 use super::producer_state::{ProducerStateTable, SequenceCheck};
 use super::segment::{ActiveSegment, SealedSegment, SegmentPaths, SegmentView};
 use super::{LogError, cleaner};
-use crate::record::{BatchIter, RecordBatch, RecordError, assign_offset};
+use crate::record::{BatchIter, RecordBatch, RecordError};
 
 /// What a log needs from its surroundings.
 #[derive(Debug, Clone)]
@@ -336,15 +336,16 @@ impl Log {
     }
 
     /// Appends batches as a producer sent them. Each batch is validated (framing, magic,
-    /// CRC, header), then given offsets from the log end, with `leader_epoch` written
+    /// CRC, header), then stored with offsets from the log end and `leader_epoch` written
     /// into it; both fields lie outside the CRC, so the bytes stored are the producer's.
+    /// `batches` itself is not changed: the fields are patched on the way to the file.
     /// All batches are appended or none is.
     ///
     /// # Errors
     /// [`LogError::InvalidRecords`] for malformed batches, [`LogError::RecordTooLarge`]
     /// past `max.message.bytes`, [`LogError::Io`] if the write fails, and
     /// [`LogError::Failed`] once a flush has failed.
-    pub fn append(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, LogError> {
+    pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo, LogError> {
         let config = self.config();
         let mut sizes = Vec::new();
         let mut offsets = 0i64;
@@ -416,28 +417,18 @@ impl Log {
             }
             if sizes.len() > 1 {
                 // Later batches of this append are checked against this one.
-                let mut copy = batches[position..position + size].to_vec();
-                assign_offset(&mut copy, next, leader_epoch);
-                let (assigned, _) = RecordBatch::split_first(&copy).expect("validated above");
-                scratch.get_or_insert_with(|| state.producers.clone()).record(&assigned);
+                scratch.get_or_insert_with(|| state.producers.clone()).record_at(&batch, next);
             }
             next += i64::from(batch.last_offset_delta()) + 1;
             position += size;
         }
 
         let first_offset = state.log_end();
+        state.active.append(&batches[..total], first_offset, leader_epoch)?;
         let mut next = first_offset;
-        let mut position = 0;
-        for size in sizes {
-            let batch = &mut batches[position..position + size];
-            assign_offset(batch, next, leader_epoch);
-            let (batch, _) = RecordBatch::split_first(batch).expect("validated above");
-            next = batch.next_offset();
-            position += size;
-        }
-        state.active.append(&batches[..total])?;
         for batch in BatchIter::new(&batches[..total]).map_while(Result::ok) {
-            state.producers.record(&batch);
+            state.producers.record_at(&batch, next);
+            next += i64::from(batch.last_offset_delta()) + 1;
         }
         let info = AppendInfo {
             first_offset,

@@ -92,6 +92,11 @@ impl ProducerStateTable {
 
     /// Records a batch appended at its (assigned) offsets.
     pub fn record(&mut self, batch: &RecordBatch<'_>) {
+        self.record_at(batch, batch.base_offset());
+    }
+
+    /// As [`Self::record`], for a batch that will be written with `base_offset`.
+    pub fn record_at(&mut self, batch: &RecordBatch<'_>, base_offset: i64) {
         let producer_id = batch.producer_id();
         if producer_id < 0 || batch.base_sequence() < 0 {
             return;
@@ -107,8 +112,8 @@ impl ProducerStateTable {
         entry.batches.push_back(BatchMetadata {
             first_sequence: batch.base_sequence(),
             last_sequence: last_sequence(batch),
-            first_offset: batch.base_offset(),
-            last_offset: batch.last_offset(),
+            first_offset: base_offset,
+            last_offset: base_offset + i64::from(batch.last_offset_delta()),
         });
     }
 

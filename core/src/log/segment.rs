@@ -10,6 +10,7 @@
 //! ```
 
 use std::fs::{self, File, OpenOptions};
+use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use memmap2::Mmap;
 
 use super::LogError;
 use super::index::{IndexBytes, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
-use crate::record::{BatchIter, LOG_OVERHEAD, RecordBatch};
+use crate::record::{BatchIter, LOG_OVERHEAD, RecordBatch, assign_offset};
 
 /// Bytes of a batch header needed to know its offsets and timestamps.
 const HEADER_PEEK_BYTES: usize = 43;
@@ -86,13 +87,18 @@ impl SegmentIndexer {
 
     /// Records a batch written at `position`.
     pub fn on_batch(&mut self, batch: &RecordBatch<'_>, position: u32) {
+        self.on_batch_at(batch, batch.base_offset(), position);
+    }
+
+    /// Records a batch written at `position` with `base_offset` assigned (the bytes in hand
+    /// may still carry the producer's).
+    pub fn on_batch_at(&mut self, batch: &RecordBatch<'_>, base_offset: i64, position: u32) {
         if batch.max_timestamp() > self.max_timestamp {
             self.max_timestamp = batch.max_timestamp();
-            self.offset_of_max_timestamp = batch.last_offset();
+            self.offset_of_max_timestamp = base_offset + i64::from(batch.last_offset_delta());
         }
         if self.bytes_since_entry > self.interval_bytes {
-            let pushed =
-                self.offset_index.push(OffsetEntry { relative_offset: self.relative(batch.base_offset()), position });
+            let pushed = self.offset_index.push(OffsetEntry { relative_offset: self.relative(base_offset), position });
             debug_assert!(pushed, "batches arrive in offset order");
             self.time_index.push(TimeEntry {
                 timestamp: self.max_timestamp,
@@ -381,23 +387,44 @@ impl ActiveSegment {
         self.size == 0
     }
 
-    /// Writes already validated batches, with offsets assigned, at the end of the segment.
+    /// Writes already validated batches at the end of the segment, the first with base
+    /// offset `first_offset` and the rest following on, all with `leader_epoch`. Both fields
+    /// lie outside the CRC and are written from a patched copy of each batch's first 16
+    /// bytes; the rest goes to the file straight from `batches`, uncopied.
     ///
     /// # Errors
     /// [`LogError::Io`]; the segment's size does not move, so nothing half-written is read.
-    pub fn append(&mut self, batches: &[u8]) -> Result<(), LogError> {
-        if let Err(source) = self.file.write_all_at(batches, u64::from(self.size)) {
+    pub fn append(&mut self, batches: &[u8], first_offset: i64, leader_epoch: i32) -> Result<(), LogError> {
+        let mut heads: Vec<[u8; PATCHED_BYTES]> = Vec::new();
+        let mut next = first_offset;
+        for batch in BatchIter::new(batches) {
+            let batch = batch.expect("batches are validated before append");
+            let mut head = [0u8; PATCHED_BYTES];
+            head.copy_from_slice(&batch.as_bytes()[..PATCHED_BYTES]);
+            assign_offset(&mut head, next, leader_epoch);
+            heads.push(head);
+            next += i64::from(batch.last_offset_delta()) + 1;
+        }
+        let mut slices = Vec::with_capacity(heads.len() * 2);
+        for (batch, head) in BatchIter::new(batches).zip(&heads) {
+            let batch = batch.expect("batches are validated before append");
+            slices.push(IoSlice::new(head));
+            slices.push(IoSlice::new(&batch.as_bytes()[PATCHED_BYTES..]));
+        }
+        if let Err(source) = write_all_vectored_at(&self.file, &mut slices, u64::from(self.size)) {
             // Best effort: drop the torn bytes now; recovery would cut them anyway.
             let _ = self.file.set_len(u64::from(self.size));
             return Err(LogError::Io { op: "append to segment", path: self.paths.log.clone(), source });
         }
         let mut position = self.size;
+        let mut next = first_offset;
         for batch in BatchIter::new(batches) {
             let batch = batch.expect("batches are validated before append");
-            self.indexer.on_batch(&batch, position);
+            self.indexer.on_batch_at(&batch, next, position);
             position += batch.size() as u32;
-            self.next_offset = batch.next_offset();
+            next += i64::from(batch.last_offset_delta()) + 1;
         }
+        self.next_offset = next;
         self.size = position;
         if self.read_map.as_ref().is_some_and(|map| map.len() < position as usize) {
             // Readers holding the old mapping keep it; new views get the longer one.
@@ -476,6 +503,27 @@ impl ActiveSegment {
         let map = self.prepare_seal()?;
         Ok(self.into_sealed(map))
     }
+}
+
+/// The bytes of a batch header that hold what the log assigns: the base offset, the
+/// length (unchanged) and the partition leader epoch.
+const PATCHED_BYTES: usize = 16;
+
+/// Writes every slice, in order, from `position`. Appends are serialised by the log's lock,
+/// and nothing else uses the file's cursor (reads and syncs are positional), so seeking it
+/// here is safe.
+fn write_all_vectored_at(file: &File, mut slices: &mut [IoSlice<'_>], position: u64) -> std::io::Result<()> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(position))?;
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut slices, written),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Writes a whole file (an index), not synced.
