@@ -170,7 +170,7 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
                     payload.clone()
                 };
                 pending.push_back((sent, producer.send(&topic, None, Some(value), vec![]).await?));
-                while pending.front_mut().is_some_and(|(_, f)| !f.is_empty() || f.is_terminated()) {
+                while pending.front().is_some_and(|(_, f)| f.is_settled()) {
                     let (sent, delivery) = pending.pop_front().expect("front exists");
                     settle(sent, delivery, &mut histogram, &acked).await?;
                 }
@@ -261,7 +261,7 @@ async fn settle(
     histogram: &mut Histogram<u64>,
     acked: &AtomicU64,
 ) -> Result<(), ClientError> {
-    delivery.await.map_err(|_| ClientError::Closed)??;
+    delivery.await?;
     histogram.saturating_record(sent.elapsed().as_micros().max(1) as u64);
     acked.fetch_add(1, Ordering::Relaxed);
     Ok(())

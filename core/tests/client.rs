@@ -54,7 +54,7 @@ async fn the_producer_delivers_every_record_once_in_order_per_partition() {
     assert_eq!(stored.len(), 10_000, "each record stored exactly once");
     let mut last_offset: BTreeMap<(i32, String), i64> = BTreeMap::new();
     for (i, key, delivery) in deliveries {
-        let meta = delivery.await.unwrap().unwrap();
+        let meta = delivery.await.unwrap();
         assert_eq!(meta.partition, partition_for_key(&key, 6), "keys partition like the Java client");
         assert_eq!(
             stored.get(&(meta.partition, meta.offset)),
@@ -88,7 +88,7 @@ async fn keyless_records_spread_over_partitions_and_acks_zero_works() {
     }
     producer.flush().await.unwrap();
     for delivery in deliveries {
-        assert_eq!(delivery.await.unwrap().unwrap().offset, -1, "acks=0: no offsets");
+        assert_eq!(delivery.await.unwrap().offset, -1, "acks=0: no offsets");
     }
     // acks=0 has no answer to wait for: poll the logs until everything is there.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -352,4 +352,24 @@ async fn cooperative_sticky_members_keep_their_partitions_through_rebalances() {
     }
     assert_eq!(last.len(), 6, "the last member ends up with every partition");
     member.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_a_dropped_producer_fail_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bootstrap, logs) = broker(dir.path()).await;
+    logs.create_topic("dropped", 2, BTreeMap::new()).unwrap();
+    // A long linger keeps the records in their open batches until the producer goes.
+    let config = ProducerConfig { bootstrap, linger: std::time::Duration::from_secs(60), ..ProducerConfig::default() };
+    let producer = Producer::connect(config).await.unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..10u32 {
+        deliveries.push(producer.send("dropped", None, Some(Bytes::from(i.to_string())), vec![]).await.unwrap());
+    }
+    assert!(deliveries.iter().all(|d| !d.is_settled()));
+    drop(producer);
+    for delivery in deliveries {
+        let result = tokio::time::timeout(std::time::Duration::from_secs(5), delivery).await.expect("settled");
+        assert!(matches!(result, Err(headwater_core::client::ClientError::Closed)), "{result:?}");
+    }
 }

@@ -461,7 +461,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     producer.flush().await?;
     let count = deliveries.len();
     for delivery in deliveries {
-        delivery.await.context("producer stopped")??;
+        delivery.await?;
     }
     eprintln!("produced {count} record(s) to {}", args.topic);
     Ok(())

@@ -2,16 +2,25 @@
 //! compressed, and sent with the chosen acks; idempotent by default, so retries never
 //! duplicate a record.
 //!
-//! One driver task owns every batch, sequence number and retry; `send` only queues the
-//! record (the queue is bounded, so a producer faster than the broker waits). Ready batches
-//! of all partitions go out together in one Produce request per round, with up to
-//! [`MAX_IN_FLIGHT`] requests pipelined on the connection; the broker handles a
-//! connection's requests in order, so a partition's batches land in order. A batch that
-//! fails with a retriable error is sent again with the same sequence numbers, which the
-//! broker uses to drop duplicates.
+//! ```text
+//!  send ──> accumulator (one lock): the record is appended to its partition's open batch,
+//!           a full batch is sealed with its sequence numbers; the caller gets a future on
+//!           the batch's outcome
+//!  driver task ──> seals lingered batches, sends ready ones: one Produce request per round,
+//!           up to MAX_IN_FLIGHT pipelined; completes outcomes, retries, returns space
+//! ```
+//!
+//! As in the Java client's record accumulator, `send` appends in the caller's task: no
+//! channel and no task wake-up per record, only per batch. The space for unacknowledged
+//! records is bounded, so a producer faster than the broker waits in `send`. The broker
+//! handles a connection's requests in order, so a partition's batches land in order. A
+//! batch that fails with a retriable error is sent again with the same sequence numbers,
+//! which the broker uses to drop duplicates.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,7 +28,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use super::connection::{Connection, MAX_IN_FLIGHT};
 use super::partitioner::partition_for_key;
@@ -44,7 +53,7 @@ pub struct ProducerConfig {
     pub request_timeout: Duration,
     /// `retries` for retriable errors.
     pub retries: u32,
-    /// Records queued for the driver before `send` waits (backpressure).
+    /// Records sent and not yet acknowledged before `send` waits (backpressure).
     pub queue_records: usize,
 }
 
@@ -73,33 +82,84 @@ pub struct RecordMetadata {
     pub offset: i64,
 }
 
-/// Resolves when the record is acknowledged (or has failed).
-pub type DeliveryFuture = oneshot::Receiver<Result<RecordMetadata, ClientError>>;
-
-/// Records taken from the queue between two sends.
-const DRAIN_MAX: usize = 256;
-
-struct Record {
-    topic: String,
-    partition: Option<i32>,
-    key: Option<Bytes>,
-    value: Option<Bytes>,
-    headers: Vec<(String, Option<Bytes>)>,
-    timestamp: i64,
-    done: oneshot::Sender<Result<RecordMetadata, ClientError>>,
-}
-
-enum Command {
-    Send(Record),
-    Flush(oneshot::Sender<()>),
-}
-
-/// A producer. Cheap to share behind an `Arc`; dropping it flushes nothing (call
-/// [`Producer::flush`] first).
+/// What became of a batch: its base offset, or why it failed. Shared by the futures of
+/// all its records.
 #[derive(Debug)]
+struct BatchOutcome {
+    state: Mutex<Outcome>,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Pending(Vec<Waker>),
+    Done(Result<i64, ClientError>),
+}
+
+impl BatchOutcome {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { state: Mutex::new(Outcome::Pending(Vec::new())) })
+    }
+
+    /// Settles the outcome once; later calls change nothing.
+    fn complete(&self, result: Result<i64, ClientError>) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Outcome::Pending(wakers) = &mut *state else { return };
+        let wakers = std::mem::take(wakers);
+        *state = Outcome::Done(result);
+        drop(state);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Resolves when the record is acknowledged (or has failed).
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    outcome: Arc<BatchOutcome>,
+    /// The record's place in its batch.
+    index: i64,
+    partition: i32,
+}
+
+impl DeliveryFuture {
+    /// Whether the record is acknowledged or has failed: awaiting it will not wait.
+    pub fn is_settled(&self) -> bool {
+        matches!(*self.outcome.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner), Outcome::Done(_))
+    }
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.outcome.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &mut *state {
+            Outcome::Done(Ok(base)) => {
+                let offset = if *base < 0 { -1 } else { *base + self.index };
+                Poll::Ready(Ok(RecordMetadata { partition: self.partition, offset }))
+            }
+            Outcome::Done(Err(error)) => Poll::Ready(Err(error.clone())),
+            Outcome::Pending(wakers) => {
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A producer. Share it behind an `Arc`: `send` takes `&self`. Dropping it abandons what
+/// is not yet acknowledged (those futures fail with [`ClientError::Closed`]); call
+/// [`Producer::flush`] first.
 pub struct Producer {
-    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
     driver: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("bootstrap", &self.shared.config.bootstrap).finish()
+    }
 }
 
 impl Drop for Producer {
@@ -108,9 +168,20 @@ impl Drop for Producer {
     }
 }
 
-impl std::fmt::Debug for Record {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Record").field("topic", &self.topic).field("partition", &self.partition).finish()
+/// What `send` and the driver share.
+struct Shared {
+    config: ProducerConfig,
+    connection: Arc<Connection>,
+    accumulator: Mutex<Accumulator>,
+    /// Wakes the driver: a batch was sealed or opened (its linger starts), or a flush.
+    wake: Notify,
+    /// One permit per record that may be sent and not yet acknowledged.
+    space: Semaphore,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Accumulator> {
+        self.accumulator.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -132,29 +203,26 @@ impl Producer {
         } else {
             (-1, -1)
         };
-        let (commands, rx) = mpsc::channel(config.queue_records.max(1));
+        let space = Semaphore::new(config.queue_records.clamp(1, Semaphore::MAX_PERMITS));
+        let accumulator = Accumulator { producer_id, epoch, topics: HashMap::new(), flushes: Vec::new() };
+        let shared =
+            Arc::new(Shared { config, connection, accumulator: Mutex::new(accumulator), wake: Notify::new(), space });
         let (completions_tx, completions) = mpsc::unbounded_channel();
-        let driver = Driver {
-            config,
-            connection,
-            producer_id,
-            epoch,
-            topics: HashMap::new(),
-            completions_tx,
-            flushes: Vec::new(),
-        };
-        let task = tokio::spawn(driver.run(rx, completions));
-        Ok(Self { commands, driver: task })
+        let driver = Driver { shared: Arc::clone(&shared), completions_tx };
+        let task = tokio::spawn(driver.run(completions));
+        Ok(Self { shared, driver: task })
     }
 
-    /// Queues a record; the returned future resolves when it is acknowledged. A record
-    /// without a key goes to the topic's current sticky partition.
+    /// Sends a record; the returned future resolves when it is acknowledged. Records with
+    /// a key go to the key's murmur2 partition, records without one to a sticky partition
+    /// that moves on when its batch fills (KIP-480).
     ///
     /// # Errors
-    /// [`ClientError::Closed`] if the producer's driver has stopped.
+    /// [`ClientError::UnknownTopic`] (or a connection error) when the topic's partitions
+    /// cannot be learnt; [`ClientError::Closed`] if the producer has stopped.
     ///
     /// # Cancel safety
-    /// Cancel-safe: a record is either queued or not.
+    /// Cancel-safe: a record is either appended or not.
     pub async fn send(
         &self,
         topic: &str,
@@ -168,7 +236,8 @@ impl Producer {
     /// As [`Self::send`], to an explicit partition.
     ///
     /// # Errors
-    /// [`ClientError::Closed`] if the producer's driver has stopped.
+    /// As [`Self::send`], and [`ClientError::InvalidRecord`] for a partition the topic
+    /// does not have.
     pub async fn send_to(
         &self,
         topic: &str,
@@ -177,49 +246,75 @@ impl Producer {
         value: Option<Bytes>,
         headers: Vec<(String, Option<Bytes>)>,
     ) -> Result<DeliveryFuture, ClientError> {
-        let (done, rx) = oneshot::channel();
+        let permit = self.shared.space.acquire().await.map_err(|_| ClientError::Closed)?;
         let timestamp =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let record = Record { topic: topic.to_string(), partition, key, value, headers, timestamp, done };
-        self.commands.send(Command::Send(record)).await.map_err(|_| ClientError::Closed)?;
-        Ok(rx)
+        let record = NewRecord { timestamp, key: key.as_deref(), value: value.as_deref(), headers: &[] };
+        let header_refs: Vec<(&[u8], Option<&[u8]>)> =
+            headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())).collect();
+        let record = NewRecord { headers: &header_refs, ..record };
+        loop {
+            let appended = self.shared.lock().append(&self.shared.config, topic, partition, &record);
+            match appended {
+                Some(Ok((delivery, wake))) => {
+                    // Given back by the driver when the record's batch is settled.
+                    permit.forget();
+                    if wake {
+                        self.shared.wake.notify_one();
+                    }
+                    return Ok(delivery);
+                }
+                Some(Err(error)) => return Err(error),
+                None => {
+                    // A topic not seen before: learn its partitions, outside the lock.
+                    let counts = partition_counts(&self.shared.connection, &[topic.to_string()]).await?;
+                    let partitions = counts.get(topic).copied().unwrap_or(1).max(1);
+                    self.shared.lock().topics.entry(topic.to_string()).or_insert_with(|| TopicState {
+                        partitions,
+                        sticky: None,
+                        batches: (0..partitions).map(|_| PartitionState::default()).collect(),
+                    });
+                }
+            }
+        }
     }
 
-    /// Sends everything queued now and waits until all of it is acknowledged or failed.
+    /// Sends everything appended so far now and waits until all of it is acknowledged or
+    /// failed.
     ///
     /// # Errors
     /// [`ClientError::Closed`] if the producer's driver has stopped.
     pub async fn flush(&self) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Flush(tx)).await.map_err(|_| ClientError::Closed)?;
+        self.shared.lock().flushes.push(tx);
+        self.shared.wake.notify_one();
         rx.await.map_err(|_| ClientError::Closed)
     }
 }
 
-/// A batch being filled, or sent and waiting for its answer.
+/// A batch being filled.
 struct Batch {
     builder: BatchBuilder,
-    waiters: Vec<oneshot::Sender<Result<RecordMetadata, ClientError>>>,
+    outcome: Arc<BatchOutcome>,
+    records: usize,
     bytes: usize,
     opened: Instant,
 }
 
 /// A built batch: its bytes are fixed (sequence numbers included) so a retry resends
-/// exactly the same batch.
+/// exactly the same batch. Dropped unsettled (the producer went away), it fails its
+/// records with [`ClientError::Closed`].
 struct Sealed {
     bytes: Bytes,
-    waiters: Vec<oneshot::Sender<Result<RecordMetadata, ClientError>>>,
+    outcome: Arc<BatchOutcome>,
+    records: usize,
     attempts: u32,
 }
 
-/// What the driver keeps per topic, found with one lookup per record.
-struct TopicState {
-    /// The partition count, from Metadata when the topic was first used.
-    partitions: i32,
-    /// The sticky partition for records without a key (KIP-480).
-    sticky: Option<i32>,
-    /// By partition.
-    batches: Vec<PartitionState>,
+impl Drop for Sealed {
+    fn drop(&mut self) {
+        self.outcome.complete(Err(ClientError::Closed));
+    }
 }
 
 #[derive(Default)]
@@ -233,6 +328,162 @@ struct PartitionState {
     recovering: bool,
 }
 
+impl PartitionState {
+    /// Closes the open batch: sequence numbers are fixed now, for good. Returns the
+    /// records of a batch that could not be built (their space is free again).
+    fn seal(&mut self, producer_id: i64, epoch: i16) -> usize {
+        let Some(batch) = self.open.take() else { return 0 };
+        let mut builder = batch.builder;
+        if producer_id >= 0 {
+            builder = builder.producer(producer_id, epoch, self.next_sequence);
+            self.next_sequence = self.next_sequence.wrapping_add(batch.records as i32) & i32::MAX;
+        }
+        match builder.build() {
+            Ok(bytes) => {
+                self.queued.push_back(Sealed {
+                    bytes: Bytes::from(bytes),
+                    outcome: batch.outcome,
+                    records: batch.records,
+                    attempts: 0,
+                });
+                0
+            }
+            Err(error) => {
+                batch.outcome.complete(Err(ClientError::InvalidRecord { message: error.to_string() }));
+                batch.records
+            }
+        }
+    }
+}
+
+/// What the producer keeps per topic, found with one lookup per record.
+struct TopicState {
+    /// The partition count, from Metadata when the topic was first used.
+    partitions: i32,
+    /// The sticky partition for records without a key (KIP-480).
+    sticky: Option<i32>,
+    /// By partition.
+    batches: Vec<PartitionState>,
+}
+
+/// Every open and sealed batch, behind the producer's one lock.
+struct Accumulator {
+    producer_id: i64,
+    epoch: i16,
+    topics: HashMap<String, TopicState>,
+    /// Callers of `flush` waiting for the producer to be idle.
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Drop for Accumulator {
+    fn drop(&mut self) {
+        // Open batches fail their records; sealed ones do so as they are dropped.
+        for state in self.topics.values().flat_map(|t| t.batches.iter()) {
+            if let Some(batch) = &state.open {
+                batch.outcome.complete(Err(ClientError::Closed));
+            }
+        }
+    }
+}
+
+impl Accumulator {
+    /// Appends a record to its partition's open batch. `None` when the topic is not known
+    /// yet; otherwise the record's future and whether the driver must wake (a batch was
+    /// opened, so a linger deadline starts, or sealed, so it can go).
+    fn append(
+        &mut self,
+        config: &ProducerConfig,
+        topic: &str,
+        partition: Option<i32>,
+        record: &NewRecord<'_>,
+    ) -> Option<Result<(DeliveryFuture, bool), ClientError>> {
+        let (producer_id, epoch) = (self.producer_id, self.epoch);
+        let t = self.topics.get_mut(topic)?;
+        let partitions = t.partitions;
+        let keyless = record.key.is_none() && partition.is_none();
+        let partition = match (partition, record.key) {
+            (Some(p), _) if (0..partitions).contains(&p) => p,
+            (Some(p), _) => {
+                return Some(Err(ClientError::InvalidRecord { message: format!("partition {p} out of range") }));
+            }
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => *t.sticky.get_or_insert_with(|| rand_partition(partitions)),
+        };
+        let state = &mut t.batches[partition as usize];
+        let opened = state.open.is_none();
+        let batch = state.open.get_or_insert_with(|| Batch {
+            builder: BatchBuilder::new(config.compression),
+            outcome: BatchOutcome::new(),
+            records: 0,
+            bytes: 0,
+            opened: Instant::now(),
+        });
+        batch.builder.append(NewRecord { ..*record });
+        let delivery = DeliveryFuture { outcome: Arc::clone(&batch.outcome), index: batch.records as i64, partition };
+        batch.records += 1;
+        batch.bytes += record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len) + 32;
+        let full = batch.bytes >= config.batch_bytes;
+        if full {
+            state.seal(producer_id, epoch);
+            // The sticky partition moves on when its batch fills (KIP-480).
+            if keyless {
+                t.sticky = Some(rand_partition(partitions));
+            }
+        }
+        Some(Ok((delivery, opened || full)))
+    }
+
+    fn partition_states(&self) -> impl Iterator<Item = &PartitionState> {
+        self.topics.values().flat_map(|t| t.batches.iter())
+    }
+
+    fn is_idle(&self) -> bool {
+        self.partition_states().all(|p| p.open.is_none() && p.queued.is_empty() && p.in_flight == 0)
+    }
+
+    fn next_linger_deadline(&self, linger: Duration) -> Option<Instant> {
+        self.partition_states().filter_map(|p| p.open.as_ref().map(|b| b.opened + linger)).min()
+    }
+
+    /// Seals lingered (or, when flushing, all) open batches; then takes what may be sent
+    /// now: one batch per partition per request (a response answers each partition once),
+    /// as many requests as the partitions' in-flight limits allow. Returns the requests
+    /// and the records of batches that could not be built.
+    fn take_ready(&mut self, linger: Duration) -> (Vec<RequestBatches>, usize) {
+        let (producer_id, epoch) = (self.producer_id, self.epoch);
+        let flushing = !self.flushes.is_empty();
+        let now = Instant::now();
+        let mut freed = 0;
+        for state in self.topics.values_mut().flat_map(|t| t.batches.iter_mut()) {
+            if state.open.as_ref().is_some_and(|b| flushing || now >= b.opened + linger) {
+                freed += state.seal(producer_id, epoch);
+            }
+        }
+        let mut requests = Vec::new();
+        loop {
+            let mut request: RequestBatches = HashMap::new();
+            for (topic, t) in &mut self.topics {
+                for (partition, state) in t.batches.iter_mut().enumerate() {
+                    let limit = if state.recovering { 1 } else { MAX_IN_FLIGHT };
+                    if state.in_flight < limit
+                        && let Some(sealed) = state.queued.pop_front()
+                    {
+                        state.in_flight += 1;
+                        request.entry(topic.clone()).or_default().push((partition as i32, sealed));
+                    }
+                }
+            }
+            if request.is_empty() {
+                return (requests, freed);
+            }
+            requests.push(request);
+        }
+    }
+}
+
+/// One Produce request's batches: by topic, `(partition, batch)`.
+type RequestBatches = HashMap<String, Vec<(i32, Sealed)>>;
+
 /// The answer for one batch: its partition, the batch, and its base offset or error.
 type BatchResult = ((String, i32), Sealed, Result<i64, ClientError>);
 
@@ -240,224 +491,78 @@ struct Completion {
     results: Vec<BatchResult>,
 }
 
+/// The task that sends sealed batches and settles their outcomes.
 struct Driver {
-    config: ProducerConfig,
-    connection: Arc<Connection>,
-    producer_id: i64,
-    epoch: i16,
-    topics: HashMap<String, TopicState>,
+    shared: Arc<Shared>,
     completions_tx: mpsc::UnboundedSender<Completion>,
-    flushes: Vec<oneshot::Sender<()>>,
 }
 
 impl Driver {
-    async fn run(
-        mut self,
-        mut commands: mpsc::Receiver<Command>,
-        mut completions: mpsc::UnboundedReceiver<Completion>,
-    ) {
-        let mut flushing = false;
+    async fn run(self, mut completions: mpsc::UnboundedReceiver<Completion>) {
+        let linger = self.shared.config.linger;
         loop {
-            let linger = self.next_linger_deadline();
+            let deadline = self.shared.lock().next_linger_deadline(linger);
             tokio::select! {
-                command = commands.recv() => {
-                    let Some(command) = command else { return };
-                    // Take more of what is queued before sending (fuller batches), but a
-                    // bounded amount: a producer that keeps the queue full must not keep
-                    // the driver from sending.
-                    let mut next = Some(command);
-                    let mut taken = 0;
-                    while let Some(command) = next {
-                        match command {
-                            Command::Send(record) => self.append(record).await,
-                            Command::Flush(tx) => {
-                                self.flushes.push(tx);
-                                flushing = true;
-                            }
-                        }
-                        taken += 1;
-                        next = if taken < DRAIN_MAX { commands.try_recv().ok() } else { None };
-                    }
-                }
+                () = self.shared.wake.notified() => {}
                 Some(completion) = completions.recv() => self.complete(completion),
-                () = sleep_until(linger) => {}
+                () = sleep_until(deadline) => {}
             }
-            self.send_ready(flushing).await;
-            if flushing && self.is_idle() {
-                for tx in self.flushes.drain(..) {
+            let (requests, freed) = self.shared.lock().take_ready(linger);
+            self.shared.space.add_permits(freed);
+            for request in requests {
+                // Written here, in order; answered concurrently.
+                let config = &self.shared.config;
+                let completion =
+                    send_request(&self.shared.connection, request, config.acks, config.request_timeout).await;
+                let completions = self.completions_tx.clone();
+                tokio::spawn(async move {
+                    let _ = completions.send(completion.await);
+                });
+            }
+            let mut accumulator = self.shared.lock();
+            if !accumulator.flushes.is_empty() && accumulator.is_idle() {
+                for tx in accumulator.flushes.drain(..) {
                     let _ = tx.send(());
                 }
-                flushing = false;
             }
         }
     }
 
-    fn is_idle(&self) -> bool {
-        self.partition_states().all(|p| p.open.is_none() && p.queued.is_empty() && p.in_flight == 0)
-    }
-
-    fn next_linger_deadline(&self) -> Option<Instant> {
-        self.partition_states().filter_map(|p| p.open.as_ref().map(|b| b.opened + self.config.linger)).min()
-    }
-
-    fn partition_states(&self) -> impl Iterator<Item = &PartitionState> {
-        self.topics.values().flat_map(|t| t.batches.iter())
-    }
-
-    async fn append(&mut self, record: Record) {
-        if !self.topics.contains_key(&record.topic) {
-            match partition_counts(&self.connection, std::slice::from_ref(&record.topic)).await {
-                Ok(counts) => {
-                    let n = counts.get(&record.topic).copied().unwrap_or(1).max(1);
-                    let batches = (0..n).map(|_| PartitionState::default()).collect();
-                    self.topics.insert(record.topic.clone(), TopicState { partitions: n, sticky: None, batches });
-                }
-                Err(error) => {
-                    let _ = record.done.send(Err(error));
-                    return;
-                }
-            }
-        }
-        let topic = self.topics.get_mut(&record.topic).expect("inserted above");
-        let partitions = topic.partitions;
-        let partition = match (record.partition, &record.key) {
-            (Some(p), _) if (0..partitions).contains(&p) => p,
-            (Some(p), _) => {
-                let _ = record
-                    .done
-                    .send(Err(ClientError::InvalidRecord { message: format!("partition {p} out of range") }));
-                return;
-            }
-            (None, Some(key)) => partition_for_key(key, partitions),
-            (None, None) => *topic.sticky.get_or_insert_with(|| rand_partition(partitions)),
-        };
-        let state = &mut topic.batches[partition as usize];
-        let size = record.key.as_ref().map_or(0, Bytes::len) + record.value.as_ref().map_or(0, Bytes::len) + 32;
-        let open = state.open.get_or_insert_with(|| Batch {
-            builder: BatchBuilder::new(self.config.compression),
-            waiters: Vec::new(),
-            bytes: 0,
-            opened: Instant::now(),
-        });
-        let headers: Vec<(&[u8], Option<&[u8]>)> =
-            record.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())).collect();
-        open.builder.append(NewRecord {
-            timestamp: record.timestamp,
-            key: record.key.as_deref(),
-            value: record.value.as_deref(),
-            headers: &headers,
-        });
-        open.bytes += size;
-        open.waiters.push(record.done);
-        if open.bytes >= self.config.batch_bytes {
-            self.seal(&record.topic, partition);
-            // The sticky partition moves on when its batch fills (KIP-480).
-            if record.key.is_none() && record.partition.is_none() {
-                let topic = self.topics.get_mut(&record.topic).expect("inserted above");
-                topic.sticky = Some(rand_partition(partitions));
-            }
-        }
-    }
-
-    /// Closes a partition's open batch: sequence numbers are fixed now, for good.
-    fn seal(&mut self, topic: &str, partition: i32) {
-        let Some(state) = partition_state(&mut self.topics, topic, partition) else { return };
-        let Some(batch) = state.open.take() else { return };
-        let count = batch.waiters.len() as i32;
-        let mut builder = batch.builder;
-        if self.producer_id >= 0 {
-            builder = builder.producer(self.producer_id, self.epoch, state.next_sequence);
-            state.next_sequence = state.next_sequence.wrapping_add(count) & i32::MAX;
-        }
-        match builder.build() {
-            Ok(bytes) => {
-                state.queued.push_back(Sealed { bytes: Bytes::from(bytes), waiters: batch.waiters, attempts: 0 })
-            }
-            Err(error) => {
-                for waiter in batch.waiters {
-                    let _ = waiter.send(Err(ClientError::InvalidRecord { message: error.to_string() }));
-                }
-            }
-        }
-    }
-
-    /// Seals lingered (or, when flushing, all) open batches and sends what may be sent.
-    async fn send_ready(&mut self, flushing: bool) {
-        let now = Instant::now();
-        let linger = self.config.linger;
-        let lingered: Vec<(String, i32)> = self
-            .topics
-            .iter()
-            .flat_map(|(topic, t)| t.batches.iter().enumerate().map(move |(p, state)| (topic, p as i32, state)))
-            .filter(|(_, _, p)| p.open.as_ref().is_some_and(|b| flushing || now >= b.opened + linger))
-            .map(|(topic, partition, _)| (topic.clone(), partition))
-            .collect();
-        for (topic, partition) in lingered {
-            self.seal(&topic, partition);
-        }
-        // One batch per partition per request (a response answers each partition once);
-        // as many requests as the partitions' in-flight limits allow.
-        loop {
-            let mut request: HashMap<String, Vec<(i32, Sealed)>> = HashMap::new();
-            let states = self.topics.iter_mut().flat_map(|(topic, t)| {
-                t.batches.iter_mut().enumerate().map(move |(p, state)| (topic, p as i32, state))
-            });
-            for (topic, partition, state) in states {
-                let limit = if state.recovering { 1 } else { MAX_IN_FLIGHT };
-                if state.in_flight < limit
-                    && let Some(sealed) = state.queued.pop_front()
-                {
-                    state.in_flight += 1;
-                    request.entry(topic.clone()).or_default().push((partition, sealed));
-                }
-            }
-            if request.is_empty() {
-                return;
-            }
-            // Written here, in order; answered concurrently.
-            let completion =
-                send_request(&self.connection, request, self.config.acks, self.config.request_timeout).await;
-            let completions = self.completions_tx.clone();
-            tokio::spawn(async move {
-                let _ = completions.send(completion.await);
-            });
-        }
-    }
-
-    fn complete(&mut self, completion: Completion) {
-        for ((topic, partition), mut sealed, result) in completion.results {
-            let Some(state) = partition_state(&mut self.topics, &topic, partition) else { continue };
-            state.in_flight -= 1;
-            match result {
-                Ok(base_offset) => {
-                    state.recovering = false;
-                    for (i, waiter) in sealed.waiters.into_iter().enumerate() {
-                        let offset = if base_offset < 0 { -1 } else { base_offset + i as i64 };
-                        let _ = waiter.send(Ok(RecordMetadata { partition, offset }));
+    fn complete(&self, completion: Completion) {
+        let mut settled = Vec::new();
+        {
+            let mut accumulator = self.shared.lock();
+            for ((topic, partition), mut sealed, result) in completion.results {
+                let Some(state) = accumulator
+                    .topics
+                    .get_mut(&topic)
+                    .and_then(|t| t.batches.get_mut(usize::try_from(partition).ok()?))
+                else {
+                    continue;
+                };
+                state.in_flight -= 1;
+                match result {
+                    Err(error) if is_retriable(&error) && sealed.attempts < self.shared.config.retries => {
+                        sealed.attempts += 1;
+                        state.recovering = true;
+                        // Back to the front: order within the partition is kept.
+                        state.queued.push_front(sealed);
                     }
-                }
-                Err(error) if is_retriable(&error) && sealed.attempts < self.config.retries => {
-                    sealed.attempts += 1;
-                    state.recovering = true;
-                    // Back to the front: order within the partition is kept.
-                    state.queued.push_front(sealed);
-                }
-                Err(error) => {
-                    for waiter in sealed.waiters {
-                        let _ = waiter.send(Err(error.clone()));
+                    result => {
+                        if result.is_ok() {
+                            state.recovering = false;
+                        }
+                        settled.push((sealed, result));
                     }
                 }
             }
         }
+        // Outside the lock: waking the records' tasks, and giving their space back.
+        for (sealed, result) in settled {
+            sealed.outcome.complete(result);
+            self.shared.space.add_permits(sealed.records);
+        }
     }
-}
-
-fn partition_state<'a>(
-    topics: &'a mut HashMap<String, TopicState>,
-    topic: &str,
-    partition: i32,
-) -> Option<&'a mut PartitionState> {
-    topics.get_mut(topic)?.batches.get_mut(usize::try_from(partition).ok()?)
 }
 
 fn is_retriable(error: &ClientError) -> bool {
@@ -486,7 +591,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// completion for every batch it carried.
 async fn send_request(
     connection: &Connection,
-    request: HashMap<String, Vec<(i32, Sealed)>>,
+    request: RequestBatches,
     acks: i16,
     timeout: Duration,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Completion> + Send>> {
@@ -563,7 +668,7 @@ async fn send_request(
     })
 }
 
-fn fail_all(request: HashMap<String, Vec<(i32, Sealed)>>, error: ClientError) -> Completion {
+fn fail_all(request: RequestBatches, error: ClientError) -> Completion {
     Completion {
         results: request
             .into_iter()
