@@ -3,10 +3,12 @@
 //! the Kafka protocol to Headwater or any Kafka-compatible broker.
 //!
 //! ```text
-//!  Producer::send ──(bounded queue)──> driver task: per-partition batches, linger, sequences
-//!                                          │ one Produce request per round, ≤5 in flight
-//!                                          v
-//!                                     Connection (correlation ids, pipelined) ──TCP──> broker
+//!  Producer::send ──> accumulator (one lock): per-partition batches, sequences at seal
+//!                          │ woken per batch            (bounded: unacknowledged records)
+//!                          v
+//!                     driver task: linger, one Produce request per round, ≤5 in flight
+//!                          v
+//!                     Connection (correlation ids, pipelined) ──TCP──> broker
 //! ```
 
 mod admin;
