@@ -373,3 +373,22 @@ async fn records_of_a_dropped_producer_fail_instead_of_hanging() {
         assert!(matches!(result, Err(headwater_core::client::ClientError::Closed)), "{result:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_waits_for_the_fsync_unless_flush_messages_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bootstrap, logs) = broker(dir.path()).await;
+    logs.create_topic("fsynced", 1, BTreeMap::new()).unwrap();
+    // Kafka's own default: acks=all means "in the leader's log", the OS flushes later.
+    let kafka_default = BTreeMap::from([("flush.messages".to_string(), i64::MAX.to_string())]);
+    logs.create_topic("kafka-like", 1, kafka_default).unwrap();
+    let producer = Producer::connect(ProducerConfig { bootstrap, ..ProducerConfig::default() }).await.unwrap();
+    for topic in ["fsynced", "kafka-like"] {
+        let delivery = producer.send(topic, None, Some(Bytes::from_static(b"v")), vec![]).await.unwrap();
+        producer.flush().await.unwrap();
+        assert_eq!(delivery.await.unwrap().offset, 0);
+    }
+    assert_eq!(logs.get("fsynced", 0).unwrap().flushed(), 1, "acknowledged after its fsync");
+    let relaxed = logs.get("kafka-like", 0).unwrap();
+    assert_eq!((relaxed.flushed(), relaxed.flush_count()), (0, 0), "acknowledged without an fsync");
+}

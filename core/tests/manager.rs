@@ -130,3 +130,49 @@ fn maintenance_applies_retention_to_every_log() {
         assert_eq!((log.log_start(), log.log_end()), (10, 10), "partition {partition}");
     }
 }
+
+#[test]
+fn flush_messages_decides_when_an_acks_all_write_waits_for_an_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = LogManager::open(dir.path(), LogManagerOptions::default()).unwrap();
+    manager.create_topic("strict", 1, BTreeMap::new()).unwrap();
+    manager.create_topic("relaxed", 1, config(&[("flush.messages", "3")])).unwrap();
+    let strict = manager.get("strict", 0).unwrap();
+    let relaxed = manager.get("relaxed", 0).unwrap();
+    for log in [&strict, &relaxed] {
+        log.append(&batch(&["a"], 1), 0).unwrap();
+    }
+    // The default (1): every acknowledged acks=all write is fsynced first.
+    assert!(strict.ack_needs_flush(1));
+    // Below the threshold the write is acknowledged unflushed; at it, it waits.
+    assert!(!relaxed.ack_needs_flush(1));
+    relaxed.append(&batch(&["b", "c"], 1), 0).unwrap();
+    assert!(relaxed.ack_needs_flush(3));
+    relaxed.wait_flushed_blocking(3).unwrap();
+    relaxed.append(&batch(&["d"], 1), 0).unwrap();
+    assert!(!relaxed.ack_needs_flush(4), "the count starts again after a flush");
+    manager.close().unwrap();
+}
+
+#[test]
+fn flush_ms_flushes_unflushed_data_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = Arc::new(LogManager::open(dir.path(), LogManagerOptions::default()).unwrap());
+    manager.create_topic("timed", 1, config(&[("flush.ms", "50")])).unwrap();
+    manager.create_topic("untimed", 1, BTreeMap::new()).unwrap();
+    manager.start_maintenance(std::time::Duration::from_secs(3600));
+    let timed = manager.get("timed", 0).unwrap();
+    let untimed = manager.get("untimed", 0).unwrap();
+    for log in [&timed, &untimed] {
+        log.append(&batch(&["a", "b"], 1), 0).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while timed.flushed() < 2 {
+        assert!(std::time::Instant::now() < deadline, "flush.ms=50 never flushed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Kafka's default (unbounded) leaves it to the OS, and to acks=all writes.
+    assert_eq!(untimed.flushed(), 0);
+    assert_eq!(untimed.flush_count(), 0);
+    manager.close().unwrap();
+}

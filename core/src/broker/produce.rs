@@ -64,7 +64,9 @@ pub(super) fn handle(
                         info.log_start,
                         -1,
                     ));
-                    if acks == -1 {
+                    // acks=all waits for the fsync once `flush.messages` offsets are
+                    // unflushed (by default, always).
+                    if acks == -1 && log.ack_needs_flush(info.last_offset + 1) {
                         flushes.push((responses.len(), partitions.len(), log, info.last_offset + 1));
                     }
                 }

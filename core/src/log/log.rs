@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -135,6 +135,8 @@ pub struct Log {
     flush_requested: AtomicBool,
     /// Completed flushes, to show how many appends shared each (group commit).
     flush_count: AtomicU64,
+    /// When the last flush completed (or the log opened), by the log's clock: `flush.ms`.
+    last_flush_ms: AtomicI64,
     context: LogContext,
 }
 
@@ -278,6 +280,7 @@ impl Log {
             log_end_watch: watch::Sender::new(log_end),
             flush_requested: AtomicBool::new(false),
             flush_count: AtomicU64::new(0),
+            last_flush_ms: AtomicI64::new(context.clock.now_ms()),
             context,
         });
         Ok((log, report))
@@ -312,6 +315,22 @@ impl Log {
     /// Flushes completed since the log was opened.
     pub fn flush_count(&self) -> u64 {
         self.flush_count.load(Ordering::Relaxed)
+    }
+    /// Whether an acks=all write ending before `next_offset` must wait for an fsync:
+    /// `flush.messages` or more offsets are unflushed.
+    pub fn ack_needs_flush(&self, next_offset: i64) -> bool {
+        next_offset - self.flushed() >= self.config().flush_messages
+    }
+    /// Asks for a flush if unflushed data has waited `flush.ms` since the last flush.
+    pub fn flush_if_overdue(self: &Arc<Self>) {
+        let flush_ms = self.config().flush_ms;
+        if flush_ms == i64::MAX {
+            return;
+        }
+        let waited = self.context.clock.now_ms() - self.last_flush_ms.load(Ordering::Relaxed);
+        if waited >= flush_ms && self.flushed() < *self.log_end_watch.borrow() {
+            self.request_flush();
+        }
     }
     /// Bytes on local disk.
     pub fn size_bytes(&self) -> u64 {
@@ -653,6 +672,7 @@ impl Log {
             return Err(error);
         }
         self.flush_count.fetch_add(1, Ordering::Relaxed);
+        self.last_flush_ms.store(self.context.clock.now_ms(), Ordering::Relaxed);
         self.flush_state.send_if_modified(|s| {
             let moved = end > s.flushed;
             s.flushed = s.flushed.max(end);

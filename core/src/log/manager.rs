@@ -28,6 +28,9 @@ use super::flusher::Flusher;
 use super::log::{Log, LogContext};
 
 const TOPICS_DIR: &str = "topics";
+
+/// How often logs are checked against `flush.ms` (Kafka's `log.flush.scheduler.interval.ms`).
+pub const FLUSH_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Kafka's limit on topic name length (so `<topic>-<partition>` fits a file name).
 const TOPIC_NAME_MAX_CHARS: usize = 249;
 /// A bound on partitions per topic, so a typo cannot create a million directories.
@@ -373,8 +376,16 @@ impl LogManager {
         }
     }
 
+    /// Asks for a flush of every log whose unflushed data has waited `flush.ms`.
+    pub fn flush_overdue(&self) {
+        for (_, log) in self.all_logs() {
+            log.flush_if_overdue();
+        }
+    }
+
     /// Runs [`Self::run_maintenance`] every `interval` on a background thread (Kafka's
-    /// `log.retention.check.interval.ms`) until the manager closes.
+    /// `log.retention.check.interval.ms`), and [`Self::flush_overdue`] every
+    /// [`FLUSH_CHECK_INTERVAL`], until the manager closes.
     ///
     /// # Panics
     /// If the operating system cannot start a thread.
@@ -384,19 +395,23 @@ impl LogManager {
         let thread = std::thread::Builder::new()
             .name("headwater-log-maintenance".into())
             .spawn(move || {
+                let mut last_maintenance = std::time::Instant::now();
                 loop {
                     {
                         let stop = maintenance.stop.lock().expect("maintenance lock");
-                        let (stop, _) = maintenance
-                            .wake
-                            .wait_timeout_while(stop, interval, |stop| !*stop)
-                            .expect("maintenance lock");
+                        let tick = interval.min(FLUSH_CHECK_INTERVAL);
+                        let (stop, _) =
+                            maintenance.wake.wait_timeout_while(stop, tick, |stop| !*stop).expect("maintenance lock");
                         if *stop {
                             return;
                         }
                     }
                     let Some(manager) = weak.upgrade() else { return };
-                    manager.run_maintenance();
+                    manager.flush_overdue();
+                    if last_maintenance.elapsed() >= interval {
+                        manager.run_maintenance();
+                        last_maintenance = std::time::Instant::now();
+                    }
                 }
             })
             .expect("start the maintenance thread");
