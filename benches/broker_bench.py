@@ -7,7 +7,8 @@ Starts `headwater serve` on a fresh data directory and, in each round, interleav
 iperf3 (one stream on loopback, 3 s), `dd` writing 1 GiB into the data directory's
 filesystem (page cache, then with fdatasync), `headwater bench produce` (1 KiB records,
 6 partitions, 2 producers, linger 10 ms, acks=all, then acks=1; the Rust producer's default
-16 KiB batches and 1 MiB batches; each after one uncounted warm-up run), and
+16 KiB batches and 1 MiB batches; then acks=all with `flush.messages` unbounded, Kafka's
+default; each after one uncounted warm-up run), and
 `headwater bench consume` of what was produced. Then three runs at a
 fixed 50 MB/s with an end-to-end consumer, acks=all. Prints one line per measurement and
 medians (with min-max) as a Markdown table. Needs iperf3 and a release build
@@ -68,11 +69,15 @@ def main():
             ratios.setdefault(name, []).append(100 * value / loopback[0])
         print(f"{name}: {value:.0f}", file=sys.stderr, flush=True)
 
-    def fresh_topic():
+    def fresh_topic(*configs):
         # A fresh topic each time: the disk holds one run's data, and reads start cold in
         # the same way every round.
         subprocess.run([hw, "topic", "delete", "bench", "--bootstrap", bootstrap], capture_output=True)
-        run([hw, "topic", "create", "bench", "--partitions", "6", "--bootstrap", bootstrap])
+        extra = [arg for config in configs for arg in ("--config", config)]
+        run([hw, "topic", "create", "bench", "--partitions", "6", "--bootstrap", bootstrap, *extra])
+        # Start clean: dirty pages left by the previous run would be written back during
+        # this one, charging its CPU for the last run's I/O.
+        os.sync()
 
     def produce(acks, batch, extra=()):
         out = run([hw, "bench", "produce", "--bootstrap", bootstrap, "--topic", "bench", "--records",
@@ -87,15 +92,18 @@ def main():
             loopback[0] = results["iperf3 loopback, one stream"][-1]
             record("dd 1 GiB, page cache", dd(data, sync=False))
             record("dd 1 GiB, conv=fdatasync", dd(data, sync=True))
-            for batch, label in [(16384, "16 KiB"), (1 << 20, "1 MiB")]:
-                for acks in ["all", "1"]:
-                    # A warm-up run first, not counted: on this VM the first run after other
-                    # work writes into page-cache pages the host has just taken back, at dd's
-                    # page-cache rate whatever the broker does (benches/README.md).
-                    fresh_topic()
-                    produce(acks, batch)
-                    fresh_topic()
-                    record(f"produce acks={acks}, {label} batches", produce(acks, batch)["mb_per_s"])
+            kafka_flush = f"flush.messages={2**63 - 1}"
+            runs = [("all", 16384, "16 KiB batches", ()), ("1", 16384, "16 KiB batches", ()),
+                    ("all", 1 << 20, "1 MiB batches", ()), ("1", 1 << 20, "1 MiB batches", ()),
+                    ("all", 1 << 20, "1 MiB batches, Kafka's flush.messages", (kafka_flush,))]
+            for acks, batch, label, configs in runs:
+                # A warm-up run first, not counted: on this VM the first run after other
+                # work writes into page-cache pages the host has just taken back, at dd's
+                # page-cache rate whatever the broker does (benches/README.md).
+                fresh_topic(*configs)
+                produce(acks, batch)
+                fresh_topic(*configs)
+                record(f"produce acks={acks}, {label}", produce(acks, batch)["mb_per_s"])
             consumed = json.loads(run([hw, "bench", "consume", "--bootstrap", bootstrap, "--topic", "bench",
                                        "--json"]).strip().splitlines()[-1])
             record("consume", consumed["mb_per_s"])
