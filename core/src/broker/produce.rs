@@ -82,7 +82,10 @@ pub(super) fn handle(
             }
             partitions.push(response);
         }
-        responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
+        // An owned name: the request's, a slice of its frame, would keep the whole frame
+        // (megabytes of batches) alive while the response waits for its flush.
+        let owned_name = kafka_protocol::messages::TopicName(str_bytes(name));
+        responses.push(TopicProduceResponse::default().with_name(owned_name).with_partition_responses(partitions));
     }
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     async move { acknowledge(responses, flushes, timeout).await }
