@@ -178,7 +178,7 @@ async fn group_consumers_share_partitions_rebalance_and_resume_from_commits() {
     use std::collections::BTreeSet;
     use std::time::Duration;
 
-    use headwater_core::client::{ConsumerConfig, GroupConfig, GroupConsumer, OffsetReset};
+    use headwater_core::client::GroupConsumer;
     let dir = tempfile::tempdir().unwrap();
     let (bootstrap, logs) = broker(dir.path()).await;
     logs.create_topic("g", 6, BTreeMap::new()).unwrap();
@@ -189,18 +189,7 @@ async fn group_consumers_share_partitions_rebalance_and_resume_from_commits() {
     }
     producer.flush().await.unwrap();
 
-    let consumer_config = ConsumerConfig {
-        bootstrap: bootstrap.clone(),
-        auto_offset_reset: OffsetReset::Earliest,
-        fetch_max_wait: Duration::from_millis(100),
-        ..ConsumerConfig::default()
-    };
-    let group_config = GroupConfig {
-        session_timeout: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_millis(300),
-        auto_commit: Some(Duration::from_millis(200)),
-        ..GroupConfig::new("workers")
-    };
+    let (consumer_config, group_config) = fast_group(&bootstrap, "workers");
     let mut members = Vec::new();
     for _ in 0..3 {
         members.push(
@@ -253,6 +242,30 @@ async fn group_consumers_share_partitions_rebalance_and_resume_from_commits() {
     assert_eq!(values, vec![Some(Bytes::from("new"))]);
 }
 
+/// Consumer and group settings for tests: from the earliest offset, short waits and
+/// timeouts, auto-commit every 200 ms.
+fn fast_group(
+    bootstrap: &str,
+    group: &str,
+) -> (headwater_core::client::ConsumerConfig, headwater_core::client::GroupConfig) {
+    use std::time::Duration;
+
+    use headwater_core::client::{ConsumerConfig, GroupConfig, OffsetReset};
+    let consumer = ConsumerConfig {
+        bootstrap: bootstrap.to_string(),
+        auto_offset_reset: OffsetReset::Earliest,
+        fetch_max_wait: Duration::from_millis(100),
+        ..ConsumerConfig::default()
+    };
+    let group = GroupConfig {
+        session_timeout: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_millis(200),
+        auto_commit: Some(Duration::from_millis(200)),
+        ..GroupConfig::new(group)
+    };
+    (consumer, group)
+}
+
 /// Polls every member together until `done` holds for their assignments, checking after
 /// every round that no partition has two owners; returns the offsets seen (as
 /// `offset * 10 + partition`).
@@ -280,10 +293,9 @@ async fn poll_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_sticky_members_keep_their_partitions_through_rebalances() {
     use std::collections::BTreeSet;
-    use std::time::Duration;
 
     use headwater_core::client::assignor::Assignor;
-    use headwater_core::client::{ConsumerConfig, GroupConfig, GroupConsumer, OffsetReset};
+    use headwater_core::client::{GroupConfig, GroupConsumer};
     let dir = tempfile::tempdir().unwrap();
     let (bootstrap, logs) = broker(dir.path()).await;
     logs.create_topic("c", 6, BTreeMap::new()).unwrap();
@@ -300,19 +312,8 @@ async fn cooperative_sticky_members_keep_their_partitions_through_rebalances() {
     };
     produce(0).await;
 
-    let consumer_config = ConsumerConfig {
-        bootstrap: bootstrap.clone(),
-        auto_offset_reset: OffsetReset::Earliest,
-        fetch_max_wait: Duration::from_millis(100),
-        ..ConsumerConfig::default()
-    };
-    let group_config = GroupConfig {
-        session_timeout: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_millis(200),
-        auto_commit: Some(Duration::from_millis(200)),
-        assignors: vec![Assignor::CooperativeSticky],
-        ..GroupConfig::new("cooperative")
-    };
+    let (consumer_config, group_config) = fast_group(&bootstrap, "cooperative");
+    let group_config = GroupConfig { assignors: vec![Assignor::CooperativeSticky], ..group_config };
     let join = || GroupConsumer::subscribe(consumer_config.clone(), group_config.clone(), vec!["c".into()]);
     let subset = |now: &[(String, i32)], before: &[(String, i32)]| now.iter().all(|tp| before.contains(tp));
     let mut seen = BTreeSet::new();
