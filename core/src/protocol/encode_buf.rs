@@ -23,8 +23,12 @@ pub struct EncodeBuf {
     parts: Vec<Bytes>,
     /// Bytes in `parts`.
     parts_len: usize,
-    /// The record sets that may be shared, recognised by address and length.
+    /// The record sets that may be shared, recognised by address and length, in the order
+    /// the message holds them (so the encoder meets them in this order too).
     shared: Vec<Bytes>,
+    /// Where the search for the next shared record set starts: each is found in one step
+    /// when met in order, so a response with many partitions costs linear time.
+    next_shared: usize,
 }
 
 impl EncodeBuf {
@@ -47,11 +51,16 @@ impl EncodeBuf {
         self.parts
     }
 
-    fn shared_copy_of(&self, src: &[u8]) -> Option<Bytes> {
+    fn shared_copy_of(&mut self, src: &[u8]) -> Option<Bytes> {
         if src.len() < SHARE_MIN_BYTES {
             return None;
         }
-        self.shared.iter().find(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len()).cloned()
+        let is_src = |b: &Bytes| b.as_ptr() == src.as_ptr() && b.len() == src.len();
+        // In order first; then from the start, should an encoder ever write out of order.
+        let found =
+            (self.next_shared..self.shared.len()).chain(0..self.next_shared).find(|&i| is_src(&self.shared[i]))?;
+        self.next_shared = found + 1;
+        Some(self.shared[found].clone())
     }
 }
 
