@@ -131,8 +131,7 @@ impl Connection {
         R: Request + Encodable,
         R::Response: Send + 'static,
     {
-        let api_key = ApiKey::try_from(R::KEY).expect("a known api");
-        let version = self.version(api_key).ok_or(ClientError::Unsupported { api: api_key_name(api_key) })?;
+        let (_, version) = self.negotiated::<R>()?;
         self.send_at(request, version).await
     }
 
@@ -145,8 +144,7 @@ impl Connection {
     where
         R: Request + Encodable,
     {
-        let api_key = ApiKey::try_from(R::KEY).expect("a known api");
-        let version = self.version(api_key).ok_or(ClientError::Unsupported { api: api_key_name(api_key) })?;
+        let (api_key, version) = self.negotiated::<R>()?;
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(&request, api_key, version, correlation_id, records)?;
         self.write(frame).await
@@ -158,6 +156,13 @@ impl Connection {
         R::Response: Send + 'static,
     {
         self.begin_at(request, version, Vec::new()).await?.await
+    }
+
+    /// The API of request type `R` and the version negotiated for it.
+    fn negotiated<R: Request>(&self) -> Result<(ApiKey, i16), ClientError> {
+        let api_key = ApiKey::try_from(R::KEY).expect("a known api");
+        let version = self.version(api_key).ok_or(ClientError::Unsupported { api: api_key_name(api_key) })?;
+        Ok((api_key, version))
     }
 
     /// Writes a request now and returns a future for its response. Requests begun one
@@ -189,8 +194,7 @@ impl Connection {
         R: Request + Encodable,
         R::Response: Send + 'static,
     {
-        let api_key = ApiKey::try_from(R::KEY).expect("a known api");
-        let version = self.version(api_key).ok_or(ClientError::Unsupported { api: api_key_name(api_key) })?;
+        let (_, version) = self.negotiated::<R>()?;
         self.begin_at(request, version, records).await
     }
 

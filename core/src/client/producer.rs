@@ -249,10 +249,8 @@ impl Producer {
         let permit = self.shared.space.acquire().await.map_err(|_| ClientError::Closed)?;
         let timestamp =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let record = NewRecord { timestamp, key: key.as_deref(), value: value.as_deref(), headers: &[] };
-        let header_refs: Vec<(&[u8], Option<&[u8]>)> =
-            headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())).collect();
-        let record = NewRecord { headers: &header_refs, ..record };
+        let headers: Vec<(&[u8], Option<&[u8]>)> = headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())).collect();
+        let record = NewRecord { timestamp, key: key.as_deref(), value: value.as_deref(), headers: &headers };
         loop {
             let appended = self.shared.lock().append(&self.shared.config, topic, partition, &record);
             match appended {
@@ -418,7 +416,7 @@ impl Accumulator {
             bytes: 0,
             opened: Instant::now(),
         });
-        batch.builder.append(NewRecord { ..*record });
+        batch.builder.append(*record);
         let delivery = DeliveryFuture { outcome: Arc::clone(&batch.outcome), index: batch.records as i64, partition };
         batch.records += 1;
         batch.bytes += record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len) + 32;
