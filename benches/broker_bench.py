@@ -55,6 +55,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--headwater", default=os.path.expanduser("~/.cache/headwater-target/release/headwater"))
+    parser.add_argument("--only", help="run only the produce runs whose label contains this, and no consume "
+                        "or fixed-rate runs (for iterating on one figure)")
     args = parser.parse_args()
     hw, bootstrap = args.headwater, f"127.0.0.1:{PORT}"
     data = tempfile.mkdtemp(prefix="headwater-bench-", dir=os.environ.get("BENCH_DIR"))
@@ -96,6 +98,8 @@ def main():
             runs = [("all", 16384, "16 KiB batches", ()), ("1", 16384, "16 KiB batches", ()),
                     ("all", 1 << 20, "1 MiB batches", ()), ("1", 1 << 20, "1 MiB batches", ()),
                     ("all", 1 << 20, "1 MiB batches, Kafka's flush.messages", (kafka_flush,))]
+            if args.only:
+                runs = [r for r in runs if args.only in f"acks={r[0]}, {r[2]}"]
             for acks, batch, label, configs in runs:
                 # A warm-up run first, not counted: on this VM the first run after other
                 # work writes into page-cache pages the host has just taken back, at dd's
@@ -104,10 +108,19 @@ def main():
                 produce(acks, batch)
                 fresh_topic(*configs)
                 record(f"produce acks={acks}, {label}", produce(acks, batch)["mb_per_s"])
+            if not args.only:
+                # The same run with no warm-up, after five idle seconds: the pages the last
+                # run freed have gone back to the host by then, so this run writes into
+                # memory the VM must fault in again, as `dd` into the page cache does.
+                fresh_topic()
+                time.sleep(5)
+                record("produce acks=all, 1 MiB batches, cold memory", produce("all", 1 << 20)["mb_per_s"])
+            if args.only:
+                continue
             consumed = json.loads(run([hw, "bench", "consume", "--bootstrap", bootstrap, "--topic", "bench",
                                        "--json"]).strip().splitlines()[-1])
             record("consume", consumed["mb_per_s"])
-        for _ in range(3):
+        for _ in range(0 if args.only else 3):
             fresh_topic()
             out = run([hw, "bench", "produce", "--bootstrap", bootstrap, "--topic", "bench", "--records", "500000",
                        "--record-bytes", "1024", "--partitions", "6", "--acks", "all", "--rate", "51200",

@@ -407,10 +407,13 @@ impl Accumulator {
             (None, Some(key)) => partition_for_key(key, partitions),
             (None, None) => *t.sticky.get_or_insert_with(|| rand_partition(partitions)),
         };
+        let record_bytes = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len) + 32;
         let state = &mut t.batches[partition as usize];
         let opened = state.open.is_none();
         let batch = state.open.get_or_insert_with(|| Batch {
-            builder: BatchBuilder::new(config.compression),
+            // Room for the whole batch up front (the record that fills it may overshoot):
+            // growing a 1 MiB batch by doubling copies it about twice more.
+            builder: BatchBuilder::new(config.compression).with_capacity(config.batch_bytes + record_bytes),
             outcome: BatchOutcome::new(),
             records: 0,
             bytes: 0,
@@ -419,7 +422,7 @@ impl Accumulator {
         batch.builder.append(*record);
         let delivery = DeliveryFuture { outcome: Arc::clone(&batch.outcome), index: batch.records as i64, partition };
         batch.records += 1;
-        batch.bytes += record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len) + 32;
+        batch.bytes += record_bytes;
         let full = batch.bytes >= config.batch_bytes;
         if full {
             state.seal(producer_id, epoch);

@@ -31,7 +31,10 @@ pub struct BatchBuilder {
     max_timestamp: i64,
     count: i32,
     last_offset_delta: i32,
-    records: Vec<u8>,
+    /// The batch as it will be sent: [`BATCH_HEADER_BYTES`] of header, written by
+    /// [`build`](Self::build), then the records. Reserving the header up front means an
+    /// uncompressed batch is never copied after its records are written.
+    buf: Vec<u8>,
 }
 
 impl BatchBuilder {
@@ -49,8 +52,14 @@ impl BatchBuilder {
             max_timestamp: -1,
             count: 0,
             last_offset_delta: -1,
-            records: Vec::new(),
+            buf: vec![0; BATCH_HEADER_BYTES],
         }
+    }
+    /// Reserves room for about `bytes` of records, so a batch that is filled to a known
+    /// size is not reallocated (and copied) as it grows.
+    pub fn with_capacity(mut self, bytes: usize) -> Self {
+        self.buf.reserve(bytes);
+        self
     }
     pub fn base_offset(mut self, base_offset: i64) -> Self {
         self.base_offset = base_offset;
@@ -103,7 +112,7 @@ impl BatchBuilder {
     }
     /// Uncompressed bytes of the batch so far, header included.
     pub fn estimated_size(&self) -> usize {
-        BATCH_HEADER_BYTES + self.records.len()
+        self.buf.len()
     }
 
     /// Appends a record at the next offset.
@@ -129,17 +138,17 @@ impl BatchBuilder {
             + field(record.value)
             + varint_len(record.headers.len() as i32)
             + record.headers.iter().map(|(k, v)| field(Some(k)) + field(*v)).sum::<usize>();
-        self.records.reserve(varint_len(body_len as i32) + body_len);
-        write_varint(&mut self.records, body_len as i32);
-        self.records.push(0); // record attributes: unused by Kafka
-        write_varlong(&mut self.records, timestamp_delta);
-        write_varint(&mut self.records, offset_delta);
-        write_bytes(&mut self.records, record.key);
-        write_bytes(&mut self.records, record.value);
-        write_varint(&mut self.records, record.headers.len() as i32);
+        self.buf.reserve(varint_len(body_len as i32) + body_len);
+        write_varint(&mut self.buf, body_len as i32);
+        self.buf.push(0); // record attributes: unused by Kafka
+        write_varlong(&mut self.buf, timestamp_delta);
+        write_varint(&mut self.buf, offset_delta);
+        write_bytes(&mut self.buf, record.key);
+        write_bytes(&mut self.buf, record.value);
+        write_varint(&mut self.buf, record.headers.len() as i32);
         for (key, value) in record.headers {
-            write_bytes(&mut self.records, Some(key));
-            write_bytes(&mut self.records, *value);
+            write_bytes(&mut self.buf, Some(key));
+            write_bytes(&mut self.buf, *value);
         }
         self.max_timestamp = self.max_timestamp.max(record.timestamp);
         self.count += 1;
@@ -159,26 +168,38 @@ impl BatchBuilder {
     /// # Errors
     /// [`RecordError::Compression`] if the codec fails.
     pub fn build(self) -> Result<Vec<u8>, RecordError> {
-        let payload = match self.compression {
-            Compression::None => self.records,
-            codec => codec.compress(&self.records)?,
+        let mut out = match self.compression {
+            Compression::None => self.buf,
+            codec => {
+                let payload = codec.compress(&self.buf[BATCH_HEADER_BYTES..])?;
+                let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + payload.len());
+                out.resize(BATCH_HEADER_BYTES, 0);
+                out.extend_from_slice(&payload);
+                out
+            }
         };
-        let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + payload.len());
-        out.extend_from_slice(&self.base_offset.to_be_bytes());
-        out.extend_from_slice(&((BATCH_HEADER_BYTES - LOG_OVERHEAD + payload.len()) as i32).to_be_bytes());
-        out.extend_from_slice(&self.partition_leader_epoch.to_be_bytes());
-        out.push(MAGIC_V2 as u8);
-        out.extend_from_slice(&[0; 4]); // crc, filled below
-        out.extend_from_slice(&self.attributes.to_be_bytes());
-        out.extend_from_slice(&self.last_offset_delta.max(0).to_be_bytes());
+        let batch_length = (out.len() - LOG_OVERHEAD) as i32;
         let base_timestamp = self.base_timestamp.unwrap_or(-1);
-        out.extend_from_slice(&base_timestamp.to_be_bytes());
-        out.extend_from_slice(&self.max_timestamp.to_be_bytes());
-        out.extend_from_slice(&self.producer_id.to_be_bytes());
-        out.extend_from_slice(&self.producer_epoch.to_be_bytes());
-        out.extend_from_slice(&self.base_sequence.to_be_bytes());
-        out.extend_from_slice(&self.count.to_be_bytes());
-        out.extend_from_slice(&payload);
+        let mut header = &mut out[..BATCH_HEADER_BYTES];
+        let mut put = |bytes: &[u8]| {
+            let (field, rest) = std::mem::take(&mut header).split_at_mut(bytes.len());
+            field.copy_from_slice(bytes);
+            header = rest;
+        };
+        put(&self.base_offset.to_be_bytes());
+        put(&batch_length.to_be_bytes());
+        put(&self.partition_leader_epoch.to_be_bytes());
+        put(&[MAGIC_V2 as u8]);
+        put(&[0; 4]); // crc, filled below
+        put(&self.attributes.to_be_bytes());
+        put(&self.last_offset_delta.max(0).to_be_bytes());
+        put(&base_timestamp.to_be_bytes());
+        put(&self.max_timestamp.to_be_bytes());
+        put(&self.producer_id.to_be_bytes());
+        put(&self.producer_epoch.to_be_bytes());
+        put(&self.base_sequence.to_be_bytes());
+        put(&self.count.to_be_bytes());
+        debug_assert!(header.is_empty(), "every header byte is written");
         let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
         out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         Ok(out)
