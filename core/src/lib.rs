@@ -14,6 +14,7 @@ pub mod alloc;
 pub mod bench;
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod log;
