@@ -9,6 +9,7 @@
 //! - [`metadata`]: the image and the commands that change it; pure and deterministic.
 //! - [`election`]: choosing a partition's leader from its ISR.
 //! - [`placement`]: where a new partition's replicas go.
+//! - [`quorum`]: the controller quorum (openraft) that replicates the metadata log.
 //!
 //! Why the controller quorum runs on openraft and every node holds the image:
 //! `docs/design/0005-cluster-and-replication.md`.
@@ -16,6 +17,7 @@
 pub mod election;
 pub mod metadata;
 pub mod placement;
+pub mod quorum;
 
 #[cfg(test)]
 mod metadata_test;

@@ -1,0 +1,126 @@
+//! The controller quorum across three in-process nodes on loopback: real TCP between them,
+//! real redb files, openraft's real timers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use headwater_core::cluster::quorum::{Controller, ControllerConfig};
+use headwater_core::cluster::{MetadataCommand, MetadataImage, MetadataOutcome};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+struct Node {
+    config: ControllerConfig,
+    controller: Option<Controller>,
+}
+
+async fn start(config: &ControllerConfig) -> Controller {
+    // The port was free when the quorum was laid out; a restarted node takes it again.
+    let listener = tokio::net::TcpListener::bind(&config.advertised).await.expect("bind controller port");
+    Controller::start(config.clone(), listener).await.expect("controller starts")
+}
+
+/// Three voters with fast timers, each with its own data dir under `root`.
+async fn three_nodes(root: &Path, snapshot_after_entries: u64) -> Vec<Node> {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    }
+    let voters: BTreeMap<u64, String> =
+        listeners.iter().enumerate().map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string())).collect();
+    drop(listeners);
+    let mut nodes = Vec::new();
+    for (id, addr) in &voters {
+        let mut config = ControllerConfig::new(*id, addr.clone(), voters.clone(), root.join(format!("node-{id}")));
+        config.heartbeat_interval = Duration::from_millis(100);
+        config.election_timeout_min = Duration::from_millis(400);
+        config.election_timeout_max = Duration::from_millis(800);
+        config.snapshot_after_entries = snapshot_after_entries;
+        let controller = start(&config).await;
+        nodes.push(Node { config, controller: Some(controller) });
+    }
+    nodes
+}
+
+fn register(id: i32) -> MetadataCommand {
+    MetadataCommand::RegisterBroker { id, incarnation: uuid::Uuid::new_v4(), host: "127.0.0.1".into(), port: 9092 }
+}
+
+/// Waits until `controller`'s image satisfies `ready`.
+async fn image_where(controller: &Controller, ready: impl Fn(&MetadataImage) -> bool) -> std::sync::Arc<MetadataImage> {
+    let mut image = controller.image();
+    let found = tokio::time::timeout(TIMEOUT, image.wait_for(|i| ready(i))).await;
+    found.expect("image reached the expected state in time").expect("state machine alive").clone()
+}
+
+async fn leader_of(nodes: &[Node]) -> u64 {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(leader) = nodes.iter().filter_map(|n| n.controller.as_ref()).find(|c| c.is_leader()) {
+            return leader.node_id();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_controllers_elect_a_leader_and_apply_the_same_commands() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = three_nodes(root.path(), 10_000).await;
+    let leader = leader_of(&nodes).await;
+    // Propose through a follower: it forwards to the active controller.
+    let follower = nodes.iter().find(|n| n.config.node_id != leader).unwrap().controller.as_ref().unwrap();
+    for id in 1..=3 {
+        let outcome = follower.propose(register(id), TIMEOUT).await.expect("committed");
+        assert!(matches!(outcome, Ok(MetadataOutcome::BrokerEpoch(_))), "{outcome:?}");
+    }
+    let refused = follower.propose(MetadataCommand::DeleteTopic { name: "nope".into() }, TIMEOUT).await.unwrap();
+    assert!(refused.is_err(), "a refused command comes back as the state machine's error");
+    // The active controller has applied everything it acknowledged; the others follow.
+    let leader_node = nodes.iter().find(|n| n.config.node_id == leader).unwrap().controller.as_ref().unwrap();
+    let last = leader_node.image().borrow().applied_index;
+    let images: Vec<_> = futures::future::join_all(
+        nodes.iter().map(|n| image_where(n.controller.as_ref().unwrap(), |i| i.applied_index >= last)),
+    )
+    .await;
+    assert_eq!(images[0].brokers.len(), 3);
+    assert_eq!(images[0], images[1]);
+    assert_eq!(images[1], images[2]);
+    for node in nodes {
+        node.controller.unwrap().shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_controller_takes_over_and_the_old_one_catches_up_from_its_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    // Snapshots every 5 entries, so the restarted node recovers from one plus the log.
+    let mut nodes = three_nodes(root.path(), 5).await;
+    let first_leader = leader_of(&nodes).await;
+    let any = nodes[0].controller.as_ref().unwrap();
+    for id in 1..=12 {
+        any.propose(register(id), TIMEOUT).await.unwrap().unwrap();
+    }
+
+    let stopped = nodes.iter_mut().find(|n| n.config.node_id == first_leader).unwrap();
+    stopped.controller.take().unwrap().shutdown().await;
+    let second_leader = leader_of(&nodes).await;
+    assert_ne!(second_leader, first_leader);
+    let survivor = nodes.iter().position(|n| n.controller.is_some()).unwrap();
+    for id in 13..=20 {
+        nodes[survivor].controller.as_ref().unwrap().propose(register(id), TIMEOUT).await.unwrap().unwrap();
+    }
+
+    let restarted = nodes.iter_mut().find(|n| n.config.node_id == first_leader).unwrap();
+    restarted.controller = Some(start(&restarted.config).await);
+    let caught_up = image_where(restarted.controller.as_ref().unwrap(), |i| i.brokers.len() == 20).await;
+    let reference = image_where(nodes[survivor].controller.as_ref().unwrap(), |i| i.brokers.len() == 20).await;
+    assert_eq!(caught_up.brokers, reference.brokers);
+    for node in nodes {
+        if let Some(controller) = node.controller {
+            controller.shutdown().await;
+        }
+    }
+}
