@@ -3,26 +3,32 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use headwater_core::cluster::quorum::{Controller, ControllerConfig};
-use headwater_core::cluster::{MetadataCommand, MetadataImage, MetadataOutcome};
+use headwater_core::cluster::{BrokerId, MetadataCommand, MetadataImage, MetadataOutcome};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 struct Node {
     config: ControllerConfig,
-    controller: Option<Controller>,
+    controller: Option<Arc<Controller>>,
 }
 
-async fn start(config: &ControllerConfig) -> Controller {
+async fn start(config: &ControllerConfig) -> Arc<Controller> {
     // The port was free when the quorum was laid out; a restarted node takes it again.
     let listener = tokio::net::TcpListener::bind(&config.advertised).await.expect("bind controller port");
-    Controller::start(config.clone(), listener).await.expect("controller starts")
+    Arc::new(Controller::start(config.clone(), listener).await.expect("controller starts"))
 }
 
 /// Three voters with fast timers, each with its own data dir under `root`.
 async fn three_nodes(root: &Path, snapshot_after_entries: u64) -> Vec<Node> {
+    // Logs only with RUST_LOG set, shown for failing tests.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let mut listeners = Vec::new();
     for _ in 0..3 {
         listeners.push(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
@@ -118,6 +124,96 @@ async fn a_new_controller_takes_over_and_the_old_one_catches_up_from_its_snapsho
     let caught_up = image_where(restarted.controller.as_ref().unwrap(), |i| i.brokers.len() == 20).await;
     let reference = image_where(nodes[survivor].controller.as_ref().unwrap(), |i| i.brokers.len() == 20).await;
     assert_eq!(caught_up.brokers, reference.brokers);
+    for node in nodes {
+        if let Some(controller) = node.controller {
+            controller.shutdown().await;
+        }
+    }
+}
+
+fn create_topic(name: &str, partitions: u32, replication_factor: u16) -> MetadataCommand {
+    MetadataCommand::CreateTopic {
+        name: name.into(),
+        id: uuid::Uuid::new_v4(),
+        partitions,
+        replication_factor,
+        configs: BTreeMap::new(),
+    }
+}
+
+/// Broker `victim` leads nothing, is in no ISR, and is fenced.
+fn gone(image: &MetadataImage, victim: BrokerId) -> bool {
+    image.brokers.get(&victim).is_some_and(|b| b.fenced)
+        && image.topics.values().flat_map(|t| &t.partitions).all(|p| p.leader != victim && !p.isr.contains(&victim))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_heartbeating_is_fenced_and_comes_back_when_it_restarts() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = three_nodes(root.path(), 10_000).await;
+    let mut heartbeats: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let id = n.config.node_id as BrokerId;
+            n.controller.as_ref().unwrap().run_broker(id, "127.0.0.1".into(), 9000 + id as u16)
+        })
+        .collect();
+    let any = nodes[0].controller.as_ref().unwrap();
+    image_where(any, |i| i.unfenced_brokers().len() == 3).await;
+    any.propose(create_topic("t", 3, 3), TIMEOUT).await.unwrap().unwrap();
+    let victim = image_where(any, |i| i.topics.contains_key("t")).await.partition("t", 0).unwrap().leader;
+
+    heartbeats[(victim - 1) as usize].abort();
+    let stopped = Instant::now();
+    let fenced = image_where(any, |i| gone(i, victim)).await;
+    let took = stopped.elapsed();
+    // The session is 2 s from the last heartbeat, which was at most 500 ms before the stop.
+    assert!(took >= Duration::from_millis(1400), "fenced after {took:?}: before its session ran out");
+    assert!(took <= Duration::from_millis(3000), "fenced after {took:?}");
+    assert!(fenced.topics["t"].partitions.iter().all(|p| p.leader != victim && p.isr.len() == 2));
+
+    let controller = nodes[(victim - 1) as usize].controller.as_ref().unwrap();
+    heartbeats[(victim - 1) as usize] = controller.run_broker(victim, "127.0.0.1".into(), 9000 + victim as u16);
+    let back = image_where(any, |i| i.brokers.get(&victim).is_some_and(|b| !b.fenced)).await;
+    assert!(back.brokers[&victim].epoch > fenced.brokers[&victim].epoch, "a new incarnation, a new epoch");
+    for task in heartbeats {
+        task.abort();
+    }
+    for node in nodes {
+        node.controller.unwrap().shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_active_controller_dies_with_its_broker_the_new_one_fences_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = three_nodes(root.path(), 10_000).await;
+    let heartbeats: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let id = n.config.node_id as BrokerId;
+            n.controller.as_ref().unwrap().run_broker(id, "127.0.0.1".into(), 9000 + id as u16)
+        })
+        .collect();
+    let leader = leader_of(&nodes).await;
+    let any = nodes[0].controller.clone().unwrap();
+    image_where(&any, |i| i.unfenced_brokers().len() == 3).await;
+    any.propose(create_topic("t", 6, 3), TIMEOUT).await.unwrap().unwrap();
+
+    let victim = leader as BrokerId;
+    heartbeats[(victim - 1) as usize].abort();
+    let dead = nodes[(victim - 1) as usize].controller.take().unwrap();
+    dead.shutdown().await;
+    let stopped = Instant::now();
+    let survivor = nodes.iter().find_map(|n| n.controller.clone()).unwrap();
+    let image = image_where(&survivor, |i| gone(i, victim)).await;
+    let took = stopped.elapsed();
+    // An election (400-800 ms here), then a full session for every broker (2 s).
+    assert!(took <= Duration::from_secs(5), "fenced after {took:?}");
+    assert!(image.topics["t"].partitions.iter().all(|p| p.leader != victim && p.isr.len() == 2));
+    for task in heartbeats {
+        task.abort();
+    }
     for node in nodes {
         if let Some(controller) = node.controller {
             controller.shutdown().await;

@@ -8,6 +8,7 @@
 //!
 //! - [`metadata`]: the image and the commands that change it; pure and deterministic.
 //! - [`election`]: choosing a partition's leader from its ISR.
+//! - [`liveness`]: broker sessions kept by the active controller.
 //! - [`placement`]: where a new partition's replicas go.
 //! - [`quorum`]: the controller quorum (openraft) that replicates the metadata log.
 //!
@@ -15,6 +16,7 @@
 //! `docs/design/0005-cluster-and-replication.md`.
 
 pub mod election;
+pub mod liveness;
 pub mod metadata;
 pub mod placement;
 pub mod quorum;

@@ -14,11 +14,14 @@ use tokio::sync::{Mutex, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use super::network::{Network, PeerClient};
-use super::rpc::{ControllerRequest, ControllerResponse, ProposeError, read_message, write_message};
+use super::rpc::{
+    BrokerHeartbeat, ControllerRequest, ControllerResponse, HeartbeatReply, ProposeError, read_message, write_message,
+};
 use super::state_machine::MetadataStateMachine;
 use super::store::{ControllerDb, LogStore};
 use super::{CommandResult, Node, NodeId, TypeConfig};
-use crate::cluster::metadata::{MetadataCommand, MetadataImage};
+use crate::cluster::liveness::BrokerSessions;
+use crate::cluster::metadata::{BrokerId, MetadataCommand, MetadataError, MetadataImage, MetadataOutcome};
 
 /// How many controller connections one node serves at once: one per peer per stream
 /// (replication, snapshots, votes) plus brokers' requests.
@@ -39,6 +42,10 @@ pub struct ControllerConfig {
     pub election_timeout_max: Duration,
     /// Take a snapshot (and purge the log before it) after this many entries.
     pub snapshot_after_entries: u64,
+    /// `broker.heartbeat.interval.ms`: how often a broker tells the controller it is alive.
+    pub broker_heartbeat_interval: Duration,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub broker_session_timeout: Duration,
 }
 
 impl ControllerConfig {
@@ -53,6 +60,8 @@ impl ControllerConfig {
             election_timeout_min: Duration::from_millis(1000),
             election_timeout_max: Duration::from_millis(2000),
             snapshot_after_entries: 10_000,
+            broker_heartbeat_interval: Duration::from_millis(500),
+            broker_session_timeout: Duration::from_millis(2000),
         }
     }
 }
@@ -76,12 +85,34 @@ pub enum QuorumError {
 
 /// This node's quorum member.
 pub struct Controller {
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+    liveness: JoinHandle<()>,
+    /// Connections to other nodes, for forwarded proposals and heartbeats.
+    peers: Mutex<BTreeMap<String, PeerClient>>,
+}
+
+/// What the listener, the liveness task and the API share.
+struct Shared {
     config: ControllerConfig,
     raft: Raft<TypeConfig>,
     image: watch::Receiver<Arc<MetadataImage>>,
-    server: JoinHandle<()>,
-    /// Connections to other nodes, for forwarded proposals.
-    peers: Mutex<BTreeMap<String, PeerClient>>,
+    /// Broker sessions; kept only while this node is the active controller.
+    sessions: std::sync::Mutex<BrokerSessions>,
+}
+
+impl Shared {
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.config.node_id)
+    }
+
+    /// The leader and its address from this node's view of the membership.
+    fn known_leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let node = metrics.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, node.addr))
+    }
 }
 
 impl Controller {
@@ -112,8 +143,11 @@ impl Controller {
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, LogStore::new(db), state_machine)
             .await
             .map_err(|e| QuorumError::Fatal(e.to_string()))?;
-        let server = tokio::spawn(serve(listener, raft.clone()));
-        let controller = Self { config, raft, image, server, peers: Mutex::new(BTreeMap::new()) };
+        let sessions = std::sync::Mutex::new(BrokerSessions::new(config.broker_session_timeout));
+        let shared = Arc::new(Shared { config, raft, image, sessions });
+        let server = tokio::spawn(serve(listener, Arc::clone(&shared)));
+        let liveness = tokio::spawn(watch_sessions(Arc::clone(&shared)));
+        let controller = Self { shared, server, liveness, peers: Mutex::new(BTreeMap::new()) };
         controller.form_quorum().await?;
         Ok(controller)
     }
@@ -122,38 +156,38 @@ impl Controller {
     /// same map, which openraft allows; on a node that has any state it is refused, which
     /// is the restart case and fine.
     async fn form_quorum(&self) -> Result<(), QuorumError> {
-        if !self.config.voters.contains_key(&self.config.node_id) {
+        if !self.shared.config.voters.contains_key(&self.shared.config.node_id) {
             return Ok(());
         }
         let members: BTreeMap<NodeId, Node> =
-            self.config.voters.iter().map(|(id, addr)| (*id, Node { addr: addr.clone() })).collect();
-        match self.raft.initialize(members).await {
+            self.shared.config.voters.iter().map(|(id, addr)| (*id, Node { addr: addr.clone() })).collect();
+        match self.shared.raft.initialize(members).await {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(e) => Err(QuorumError::Fatal(e.to_string())),
         }
     }
 
     pub fn node_id(&self) -> NodeId {
-        self.config.node_id
+        self.shared.config.node_id
     }
 
     /// The metadata image, updated as entries are applied on this node.
     pub fn image(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.image.clone()
+        self.shared.image.clone()
     }
 
     /// The active controller, as far as this node knows.
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        self.shared.raft.metrics().borrow().current_leader
     }
 
     pub fn is_leader(&self) -> bool {
-        self.leader() == Some(self.config.node_id)
+        self.leader() == Some(self.shared.config.node_id)
     }
 
     /// openraft's view of this node (state, term, log, membership), for status and tests.
     pub fn metrics(&self) -> watch::Receiver<openraft::RaftMetrics<NodeId, Node>> {
-        self.raft.metrics()
+        self.shared.raft.metrics()
     }
 
     /// Commits `command` to the metadata log and returns its outcome, going to the active
@@ -166,16 +200,23 @@ impl Controller {
         let mut leader_hint: Option<(NodeId, String)> = None;
         loop {
             let attempt = match &leader_hint {
-                Some((id, addr)) if *id != self.config.node_id => self.forward(addr, command.clone()).await,
-                _ => propose_locally(&self.raft, command.clone()).await,
+                Some((id, addr)) if *id != self.shared.config.node_id => {
+                    match self.forward(addr, ControllerRequest::Propose(command.clone())).await {
+                        Ok(ControllerResponse::Propose(answer)) => answer,
+                        Ok(other) => Err(ProposeError::Quorum(format!("unexpected answer {other:?}"))),
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => propose_locally(&self.shared.raft, command.clone()).await,
             };
             match attempt {
                 Ok(result) => return Ok(result),
-                Err(ProposeError::NotLeader { leader }) => leader_hint = leader.or_else(|| self.known_leader()),
+                Err(ProposeError::NotLeader { leader }) => leader_hint = leader.or_else(|| self.shared.known_leader()),
                 Err(ProposeError::Quorum(message)) => {
                     tracing::debug!(%message, "proposal failed, retrying");
-                    leader_hint = self.known_leader();
+                    leader_hint = self.shared.known_leader();
                 }
+                Err(ProposeError::Refused(error)) => return Ok(Err(error)),
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(QuorumError::Unavailable(timeout));
@@ -184,28 +225,87 @@ impl Controller {
         }
     }
 
-    /// The leader and its address from this node's view of the membership.
-    fn known_leader(&self) -> Option<(NodeId, String)> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let leader = metrics.current_leader?;
-        let node = metrics.membership_config.membership().get_node(&leader)?.clone();
-        Some((leader, node.addr))
-    }
-
-    async fn forward(&self, addr: &str, command: MetadataCommand) -> Result<CommandResult, ProposeError> {
+    /// Sends `request` to the node at `addr` (the active controller, as far as we know).
+    async fn forward(&self, addr: &str, request: ControllerRequest) -> Result<ControllerResponse, ProposeError> {
         let mut peers = self.peers.lock().await;
         let client = peers.entry(addr.to_owned()).or_insert_with(|| PeerClient::new(addr));
-        match client.call(&ControllerRequest::Propose(command), Duration::from_secs(5)).await {
-            Ok(ControllerResponse::Propose(answer)) => answer,
-            Ok(other) => Err(ProposeError::Quorum(format!("unexpected answer {other:?}"))),
-            Err(e) => Err(ProposeError::Quorum(format!("{addr}: {e}"))),
+        client.call(&request, Duration::from_secs(5)).await.map_err(|e| ProposeError::Quorum(format!("{addr}: {e}")))
+    }
+
+    /// Registers broker `id` (a new incarnation) and returns its broker epoch.
+    ///
+    /// # Errors
+    /// No active controller in `timeout`, or the registration was refused.
+    pub async fn register_broker(
+        &self,
+        id: BrokerId,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<i64, QuorumError> {
+        let incarnation = uuid::Uuid::new_v4();
+        let command = MetadataCommand::RegisterBroker { id, incarnation, host: host.to_owned(), port };
+        match self.propose(command, timeout).await? {
+            Ok(MetadataOutcome::BrokerEpoch(epoch)) => Ok(epoch),
+            other => Err(QuorumError::Fatal(format!("unexpected registration outcome {other:?}"))),
         }
     }
 
+    /// Sends a broker heartbeat to the active controller.
+    ///
+    /// # Errors
+    /// [`ProposeError::Refused`] when the broker must register again (a stale epoch), or
+    /// a retriable error when no active controller answered.
+    pub async fn heartbeat(&self, heartbeat: BrokerHeartbeat) -> Result<HeartbeatReply, ProposeError> {
+        if self.shared.is_leader() {
+            return handle_heartbeat(&self.shared, heartbeat).await;
+        }
+        let Some((_, addr)) = self.shared.known_leader() else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        match self.forward(&addr, ControllerRequest::BrokerHeartbeat(heartbeat)).await? {
+            ControllerResponse::BrokerHeartbeat(reply) => reply,
+            other => Err(ProposeError::Quorum(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Keeps broker `id` registered and alive until the returned task is aborted:
+    /// registers, then heartbeats every `broker.heartbeat.interval.ms`, registering again
+    /// if the controller no longer knows this incarnation.
+    pub fn run_broker(self: &Arc<Self>, id: BrokerId, host: String, port: u16) -> JoinHandle<()> {
+        let controller = Arc::clone(self);
+        tokio::spawn(async move {
+            let interval = controller.shared.config.broker_heartbeat_interval;
+            'register: loop {
+                let epoch = match controller.register_broker(id, &host, port, Duration::from_secs(30)).await {
+                    Ok(epoch) => epoch,
+                    Err(e) => {
+                        tracing::warn!(broker = id, error = %e, "broker registration failed; retrying");
+                        tokio::time::sleep(interval).await;
+                        continue;
+                    }
+                };
+                tracing::info!(broker = id, epoch, "broker registered");
+                loop {
+                    match controller.heartbeat(BrokerHeartbeat { id, epoch, ready: true }).await {
+                        Ok(_) => {}
+                        Err(ProposeError::Refused(error)) => {
+                            tracing::warn!(broker = id, %error, "heartbeat refused; registering again");
+                            continue 'register;
+                        }
+                        Err(error) => tracing::debug!(broker = id, %error, "heartbeat not delivered"),
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+            }
+        })
+    }
+
     /// Stops openraft and the listener.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         self.server.abort();
-        if let Err(e) = self.raft.shutdown().await {
+        self.liveness.abort();
+        if let Err(e) = self.shared.raft.shutdown().await {
             tracing::warn!(error = %e, "controller quorum did not stop cleanly");
         }
     }
@@ -214,7 +314,7 @@ impl Controller {
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller")
-            .field("config", &self.config)
+            .field("config", &self.shared.config)
             .field("leader", &self.leader())
             .finish_non_exhaustive()
     }
@@ -230,8 +330,69 @@ async fn propose_locally(raft: &Raft<TypeConfig>, command: MetadataCommand) -> R
     }
 }
 
+/// The active controller's side of a heartbeat: renew the session, and unfence a broker
+/// that is ready.
+async fn handle_heartbeat(shared: &Shared, heartbeat: BrokerHeartbeat) -> Result<HeartbeatReply, ProposeError> {
+    if !shared.is_leader() {
+        return Err(ProposeError::NotLeader { leader: shared.known_leader() });
+    }
+    let BrokerHeartbeat { id, epoch, ready } = heartbeat;
+    let registered = shared.image.borrow().brokers.get(&id).map(|b| (b.epoch, b.fenced));
+    let fenced = match registered {
+        Some((current, fenced)) if current == epoch => fenced,
+        // A registration this node has not applied yet: not an error, try again.
+        Some((current, _)) if current < epoch => {
+            return Err(ProposeError::Quorum("registration not applied yet".into()));
+        }
+        Some((current, _)) => return Err(MetadataError::StaleBrokerEpoch { id, given: epoch, current }.into()),
+        None => return Err(ProposeError::Quorum(format!("broker {id} not registered here yet"))),
+    };
+    shared.sessions.lock().expect("sessions lock").heartbeat(id, std::time::Instant::now());
+    if fenced && ready {
+        let unfenced = propose_locally(&shared.raft, MetadataCommand::UnfenceBroker { id, epoch }).await?;
+        return Ok(HeartbeatReply { fenced: unfenced.is_err() });
+    }
+    Ok(HeartbeatReply { fenced })
+}
+
+/// While this node is the active controller, fences brokers whose sessions run out.
+async fn watch_sessions(shared: Arc<Shared>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut active = false;
+    loop {
+        ticker.tick().await;
+        if !shared.is_leader() {
+            if active {
+                shared.sessions.lock().expect("sessions lock").clear();
+                active = false;
+            }
+            continue;
+        }
+        let now = std::time::Instant::now();
+        let image = shared.image.borrow().clone();
+        if !active {
+            // Heartbeats went to the previous controller: start everyone afresh.
+            let live = image.brokers.values().filter(|b| !b.fenced).map(|b| b.id);
+            shared.sessions.lock().expect("sessions lock").restart(live, now);
+            active = true;
+            continue;
+        }
+        let expired = shared.sessions.lock().expect("sessions lock").expired(now);
+        for id in expired {
+            shared.sessions.lock().expect("sessions lock").forget(id);
+            if image.brokers.get(&id).is_some_and(|b| !b.fenced) {
+                tracing::warn!(broker = id, "broker missed its session; fencing it");
+                if let Err(e) = propose_locally(&shared.raft, MetadataCommand::FenceBroker { id }).await {
+                    tracing::warn!(broker = id, error = %e, "could not fence broker");
+                }
+            }
+        }
+    }
+}
+
 /// Accepts controller connections until aborted.
-async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
@@ -243,9 +404,9 @@ async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
                 continue;
             }
         };
-        let raft = raft.clone();
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, &raft).await
+            if let Err(e) = serve_connection(stream, &shared).await
                 && e.kind() != std::io::ErrorKind::UnexpectedEof
             {
                 tracing::debug!(%peer, error = %e, "controller connection closed");
@@ -255,7 +416,8 @@ async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: &Raft<TypeConfig>) -> std::io::Result<()> {
+async fn serve_connection(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let raft = &shared.raft;
     stream.set_nodelay(true)?;
     loop {
         let request: ControllerRequest = read_message(&mut stream).await?;
@@ -266,6 +428,9 @@ async fn serve_connection(mut stream: TcpStream, raft: &Raft<TypeConfig>) -> std
                 ControllerResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
             }
             ControllerRequest::Propose(command) => ControllerResponse::Propose(propose_locally(raft, command).await),
+            ControllerRequest::BrokerHeartbeat(heartbeat) => {
+                ControllerResponse::BrokerHeartbeat(handle_heartbeat(shared, heartbeat).await)
+            }
             ControllerRequest::AddLearner { id, addr } => {
                 ControllerResponse::AddLearner(match raft.add_learner(id, Node { addr }, false).await {
                     Ok(_) => Ok(()),

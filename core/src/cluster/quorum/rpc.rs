@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{CommandResult, NodeId, TypeConfig};
-use crate::cluster::metadata::MetadataCommand;
+use crate::cluster::metadata::{BrokerId, MetadataCommand, MetadataError};
 
 /// The largest frame either side accepts: well above a snapshot chunk (3 MiB by default)
 /// and a batch of metadata entries.
@@ -33,6 +33,24 @@ pub enum ControllerRequest {
         id: NodeId,
         addr: String,
     },
+    /// A broker is alive (for the active controller's session bookkeeping).
+    BrokerHeartbeat(BrokerHeartbeat),
+}
+
+/// A broker's heartbeat (Kafka's BrokerHeartbeat, KIP-631).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerHeartbeat {
+    pub id: BrokerId,
+    /// The epoch its registration was given; an older one means a previous incarnation.
+    pub epoch: i64,
+    /// The broker is ready to lead and to be in ISRs (it asks to be unfenced).
+    pub ready: bool,
+}
+
+/// The active controller's answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    pub fenced: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,6 +60,7 @@ pub enum ControllerResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Propose(Result<CommandResult, ProposeError>),
     AddLearner(Result<(), ProposeError>),
+    BrokerHeartbeat(Result<HeartbeatReply, ProposeError>),
 }
 
 /// Why a proposal was not applied.
@@ -52,6 +71,9 @@ pub enum ProposeError {
     NotLeader { leader: Option<(NodeId, String)> },
     #[error("the controller quorum failed: {0}")]
     Quorum(String),
+    /// The request was refused for good (a stale broker epoch, an unknown broker).
+    #[error(transparent)]
+    Refused(#[from] MetadataError),
 }
 
 /// Reads one frame and decodes it.
