@@ -19,5 +19,6 @@ pub mod config;
 pub mod group;
 pub mod log;
 pub mod metrics;
+pub mod partition;
 pub mod protocol;
 pub mod record;

@@ -1,0 +1,13 @@
+//! Replica state of a partition: what its leader knows about its followers (high
+//! watermark, ISR changes). Pure state machines; the broker drives them with fetches,
+//! appends, ticks and metadata changes, and carries out what they return.
+//!
+//! - [`leader`]: the leader's view: follower positions, the high watermark, ISR shrink and
+//!   expand through the controller.
+
+pub mod leader;
+
+#[cfg(test)]
+mod leader_test;
+
+pub use leader::{LeaderAction, LeaderState};
