@@ -254,7 +254,8 @@ pub fn error_code(error: &LogError) -> i16 {
         LogError::Io { .. }
         | LogError::Failed { .. }
         | LogError::CorruptSegment { .. }
-        | LogError::CorruptSegmentRecords { .. } => ResponseError::KafkaStorageError,
+        | LogError::CorruptSegmentRecords { .. }
+        | LogError::CorruptCheckpoint { .. } => ResponseError::KafkaStorageError,
     };
     code.code()
 }

@@ -21,6 +21,7 @@ mod clock;
 mod config;
 mod flusher;
 pub mod index;
+pub mod leader_epoch;
 #[allow(clippy::module_inception)]
 mod log;
 pub mod manager;
@@ -68,6 +69,8 @@ pub enum LogError {
         #[source]
         source: RecordError,
     },
+    #[error("corrupt checkpoint {}: {reason}", path.display())]
+    CorruptCheckpoint { path: PathBuf, reason: &'static str },
     #[error("log {} stopped after a failed flush; restart to recover it", dir.display())]
     Failed { dir: PathBuf },
     #[error("invalid value {value:?} for topic config {name}: {reason}")]
