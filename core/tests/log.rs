@@ -526,3 +526,38 @@ fn an_idempotent_producers_retry_is_acknowledged_once_even_after_a_restart() {
         Err(LogError::InvalidProducerEpoch { current: 1, .. })
     ));
 }
+
+#[test]
+fn leader_epochs_are_recorded_survive_a_reopen_and_follow_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_segments(1024);
+    config.retention_ms = -1;
+    {
+        let t = open_log_system_clock(dir.path(), config.clone());
+        for epoch in [0, 0, 2, 2, 2, 5] {
+            t.log.append(&batch(&[&"e".repeat(300)], 1), epoch).unwrap();
+        }
+        assert_eq!(t.log.latest_epoch(), Some(5));
+        assert_eq!(t.log.end_offset_for_epoch(0), Some((0, 2)), "epoch 0 ends where epoch 2 starts");
+        assert_eq!(t.log.end_offset_for_epoch(1), Some((0, 2)), "an unknown epoch answers for the one below");
+        assert_eq!(t.log.end_offset_for_epoch(2), Some((2, 5)));
+        assert_eq!(t.log.end_offset_for_epoch(5), Some((5, 6)), "the latest epoch ends at the log end");
+        assert_eq!(t.log.end_offset_for_epoch(6), None);
+        t.log.close().unwrap();
+    }
+    {
+        let t = open_log_system_clock(dir.path(), config.clone());
+        assert_eq!(t.log.end_offset_for_epoch(2), Some((2, 5)), "read back from the checkpoint");
+        // Records before offset 3 go: epoch 0 goes with them, epoch 2 now starts at 3.
+        t.log.advance_log_start(3).unwrap();
+        t.log.close().unwrap();
+    }
+    let checkpoint = dir.path().join("leader-epoch-checkpoint");
+    assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n2\n2 3\n5 5\n");
+    // A lost checkpoint is rebuilt from the batches themselves.
+    std::fs::remove_file(&checkpoint).unwrap();
+    let t = open_log_system_clock(dir.path(), config);
+    assert_eq!(t.log.end_offset_for_epoch(0), Some((0, 3)), "epoch 0 is below the log start, which ends it");
+    assert_eq!(t.log.end_offset_for_epoch(2), Some((2, 5)));
+    assert_eq!(t.log.latest_epoch(), Some(5));
+}

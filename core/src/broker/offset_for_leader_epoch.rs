@@ -1,6 +1,7 @@
 //! OffsetForLeaderEpoch: the end offset of a leader epoch, which clients use to detect
-//! log truncation after a leader change. One broker: every partition has had one leader,
-//! epoch 0, since it was created, so epoch 0 ends at the log end.
+//! log truncation after a leader change and followers use to find where their log agrees
+//! with a new leader's. Answered from the log's leader epoch cache. One broker: the
+//! current leader epoch is 0.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
@@ -24,8 +25,15 @@ pub(super) fn handle(broker: &Broker, request: &OffsetForLeaderEpochRequest) -> 
                         Ok(_) if p.current_leader_epoch > 0 => {
                             answer.with_error_code(ResponseError::UnknownLeaderEpoch.code())
                         }
-                        Ok(_) if p.leader_epoch < 0 => answer.with_leader_epoch(-1).with_end_offset(-1),
-                        Ok(log) => answer.with_leader_epoch(0).with_end_offset(log.log_end()),
+                        Ok(log) => match log.end_offset_for_epoch(p.leader_epoch) {
+                            Some((epoch, end)) => answer.with_leader_epoch(epoch).with_end_offset(end),
+                            // An epoch this log never had, or an empty log: a client asking
+                            // about epoch 0 of an empty partition gets the log end.
+                            None if p.leader_epoch == 0 && log.latest_epoch().is_none() => {
+                                answer.with_leader_epoch(0).with_end_offset(log.log_end())
+                            }
+                            None => answer.with_leader_epoch(-1).with_end_offset(-1),
+                        },
                     }
                 })
                 .collect();

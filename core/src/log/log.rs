@@ -25,6 +25,7 @@ use super::checkpoint::{PartitionCheckpoint, sync_dir};
 use super::clock::Clock;
 use super::config::LogConfig;
 use super::flusher::FlushHandle;
+use super::leader_epoch::LeaderEpochCache;
 use super::producer_state::{ProducerStateTable, SequenceCheck};
 use super::segment::{ActiveSegment, SealedSegment, SegmentPaths, SegmentView};
 use super::{LogError, cleaner};
@@ -98,6 +99,8 @@ struct LogState {
     dir_dirty: bool,
     /// Idempotent producers' epochs and recent sequences.
     producers: ProducerStateTable,
+    /// Where each leader epoch starts (`leader-epoch-checkpoint`).
+    epochs: LeaderEpochCache,
 }
 
 impl LogState {
@@ -258,7 +261,9 @@ impl Log {
             }
         }
         active.for_each_batch(|batch| producers.record(batch))?;
+        let epochs = load_epochs(dir, &sealed, &active, log_start, log_end)?;
         let state = LogState {
+            epochs,
             producers,
             sealed,
             recovery_point: active.base_offset,
@@ -443,6 +448,11 @@ impl Log {
         }
 
         let first_offset = state.log_end();
+        // A new leader epoch starts here: on record before its first batch is (so a
+        // crash never leaves batches of an epoch the cache does not know).
+        if state.epochs.assign(leader_epoch, first_offset) {
+            state.epochs.write(&self.dir)?;
+        }
         state.active.append(&batches[..total], first_offset, leader_epoch)?;
         let mut next = first_offset;
         for batch in BatchIter::new(&batches[..total]).map_while(Result::ok) {
@@ -694,8 +704,28 @@ impl Log {
     /// Writes the partition checkpoint as the state is now.
     fn write_checkpoint(&self) -> Result<(), LogError> {
         let _serial = lock_unit(&self.checkpoint_lock);
-        let checkpoint = self.lock().checkpoint();
-        checkpoint.write(&self.dir)
+        let (checkpoint, epochs) = {
+            let mut state = self.lock();
+            let log_start = state.log_start;
+            let epochs = state.epochs.truncate_from_start(log_start).then(|| state.epochs.clone());
+            (state.checkpoint(), epochs)
+        };
+        checkpoint.write(&self.dir)?;
+        // Epochs wholly below the log start go with it (written after it: a crash between
+        // the two leaves an extra old epoch, which answers nothing wrongly).
+        epochs.map_or(Ok(()), |epochs| epochs.write(&self.dir))
+    }
+
+    /// The latest leader epoch that wrote to this log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.lock().epochs.latest_epoch()
+    }
+
+    /// Where leader epoch `epoch` ends in this log, as (epoch, end offset), for
+    /// OffsetForLeaderEpoch; see [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let state = self.lock();
+        state.epochs.end_offset_for(epoch, state.log_end())
     }
 
     /// Flushes and writes the checkpoint; the log can be dropped after this.
@@ -895,4 +925,38 @@ fn validate_records(batch: &RecordBatch<'_>, config: &LogConfig) -> Result<(), L
         return Err(invalid(RecordError::InvalidRecord { reason: "record count disagrees with the batch header" }));
     }
     Ok(())
+}
+
+/// The leader epoch cache as of the recovered log: the checkpoint, trimmed to the log's
+/// range, or rebuilt from the batches' epochs when it is missing or damaged.
+fn load_epochs(
+    dir: &Path,
+    sealed: &BTreeMap<i64, Arc<SealedSegment>>,
+    active: &ActiveSegment,
+    log_start: i64,
+    log_end: i64,
+) -> Result<LeaderEpochCache, LogError> {
+    let mut epochs = match LeaderEpochCache::read(dir) {
+        Ok(epochs) => epochs,
+        Err(error) => {
+            tracing::warn!(%error, "rebuilding the leader epoch cache from the log");
+            LeaderEpochCache::default()
+        }
+    };
+    let mut changed = false;
+    if epochs.latest_epoch().is_none() && log_end > log_start {
+        let mut note =
+            |batch: &RecordBatch<'_>| changed |= epochs.assign(batch.partition_leader_epoch(), batch.base_offset());
+        for segment in sealed.values() {
+            BatchIter::new(segment.bytes()).map_while(Result::ok).for_each(|batch| note(&batch));
+        }
+        active.for_each_batch(|batch| note(batch))?;
+    }
+    // Recovery may have cut the tail; retention may have moved the start.
+    changed |= epochs.truncate_from_end(log_end);
+    changed |= epochs.truncate_from_start(log_start);
+    if changed {
+        epochs.write(dir)?;
+    }
+    Ok(epochs)
 }
