@@ -561,3 +561,40 @@ fn leader_epochs_are_recorded_survive_a_reopen_and_follow_the_log_start() {
     assert_eq!(t.log.end_offset_for_epoch(2), Some((2, 5)));
     assert_eq!(t.log.latest_epoch(), Some(5));
 }
+
+#[test]
+fn truncation_removes_the_batch_holding_the_offset_and_everything_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_segments(1024);
+    config.retention_ms = -1;
+    let t = open_log_system_clock(dir.path(), config.clone());
+    // Two-record batches, so offset 13 lies inside the batch [12, 13].
+    for i in 0..10 {
+        t.log.append(&batch(&[&"x".repeat(200), &"y".repeat(200)], 1), if i < 5 { 1 } else { 3 }).unwrap();
+    }
+    assert!(t.log.segment_count() > 2, "several segments: {}", t.log.segment_count());
+    // A reader holding bytes of the tail keeps them through the truncation.
+    let held = t.log.read(16, None, 1 << 20).unwrap().records;
+    assert_eq!(t.log.truncate_to(13).unwrap(), 12, "the whole batch holding 13 goes");
+    assert_eq!(t.log.log_end(), 12);
+    assert_eq!(first_batch(&held).base_offset(), 16, "bytes read before are still readable");
+    assert_eq!(read_all(&t.log).last().unwrap().0, 11);
+    assert_eq!(t.log.latest_epoch(), Some(3));
+    assert_eq!(t.log.end_offset_for_epoch(1), Some((1, 10)));
+    assert_eq!(t.log.truncate_to(12).unwrap(), 12, "at the end: nothing to do");
+
+    // Truncating into epoch 1 forgets epoch 3, and appends carry on at the new end.
+    assert_eq!(t.log.truncate_to(4).unwrap(), 4);
+    assert_eq!(t.log.latest_epoch(), Some(1));
+    let info = t.log.append(&batch(&["after"], 2), 4).unwrap();
+    assert_eq!(info.first_offset, 4);
+    t.log.close().unwrap();
+    drop(t);
+
+    let t = open_log_system_clock(dir.path(), config);
+    let all = read_all(&t.log);
+    assert_eq!(all.iter().map(|(o, _, _)| *o).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(all[4].2.as_deref(), Some("after"));
+    assert_eq!(t.log.end_offset_for_epoch(1), Some((1, 4)));
+    assert!(matches!(t.log.truncate_to(-1), Err(LogError::OffsetOutOfRange { .. })));
+}

@@ -253,14 +253,7 @@ impl Log {
         // creations and removals, before the checkpoint says so and before serving it.
         active.file.sync_data().map_err(io("sync segment", &active.paths.log))?;
         sync_dir(dir)?;
-        // Producer state from the last two segments: enough for any retry still in flight.
-        let mut producers = ProducerStateTable::default();
-        if let Some(last_sealed) = sealed.values().next_back() {
-            for batch in BatchIter::new(last_sealed.bytes()).map_while(Result::ok) {
-                producers.record(&batch);
-            }
-        }
-        active.for_each_batch(|batch| producers.record(batch))?;
+        let producers = rebuild_producers(&sealed, &active)?;
         let epochs = load_epochs(dir, &sealed, &active, log_start, log_end)?;
         let state = LogState {
             epochs,
@@ -716,6 +709,97 @@ impl Log {
         epochs.map_or(Ok(()), |epochs| epochs.write(&self.dir))
     }
 
+    /// Removes the batch holding `offset` and everything after it, as a follower does
+    /// when its log has diverged from a new leader's (Kafka's `truncateTo`). Returns the
+    /// new log end: `offset`, or the base of the batch that held it.
+    ///
+    /// Mapped files are never cut short (a reader of the old bytes would fault): later
+    /// segments are unlinked, and the segment holding `offset` is replaced by a copy of its
+    /// kept prefix, renamed over it, then reopened as the active segment. Later segments go
+    /// first, so a crash part-way leaves a log that ends no earlier than `offset`.
+    ///
+    /// # Errors
+    /// [`LogError::OffsetOutOfRange`] below the log start; [`LogError::Io`].
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, LogError> {
+        let _maintenance = lock_unit(&self.maintenance);
+        let _flush = lock_unit(&self.flush_lock);
+        let truncated = (|| {
+            let mut state = self.lock();
+            let log_end = state.log_end();
+            if offset >= log_end {
+                return Ok(None);
+            }
+            if offset < state.log_start {
+                return Err(LogError::OffsetOutOfRange { offset, log_start: state.log_start, log_end });
+            }
+            let target = if offset >= state.active.base_offset {
+                state.active.base_offset
+            } else {
+                *state.sealed.range(..=offset).next_back().expect("the log start lies in a segment").0
+            };
+            // The kept prefix of the target segment: whole batches that end before `offset`.
+            let mut kept = 0u64;
+            let mut stop = false;
+            let mut measure = |batch: &RecordBatch<'_>| {
+                if !stop && batch.last_offset() < offset {
+                    kept += batch.size() as u64;
+                } else {
+                    stop = true;
+                }
+            };
+            if target == state.active.base_offset {
+                state.active.for_each_batch(&mut measure)?;
+            } else {
+                BatchIter::new(state.sealed[&target].bytes()).map_while(Result::ok).for_each(|b| measure(&b));
+            }
+
+            // 1. Every segment after the target goes.
+            let later: Vec<i64> = state.sealed.range(target + 1..).map(|(base, _)| *base).collect();
+            for base in later {
+                let segment = state.sealed.remove(&base).expect("listed above");
+                state.unsynced.retain(|s| !Arc::ptr_eq(s, &segment));
+                segment.paths.remove()?;
+            }
+            if state.active.base_offset > target {
+                state.active.paths.remove()?;
+            }
+            // 2. The target's kept prefix replaces it: copied (by the kernel) into a new
+            // file renamed over the old name, so readers keep the old one until they let go.
+            let paths = SegmentPaths::new(&self.dir, target);
+            copy_prefix(&paths.log, kept)?;
+            if let Some(segment) = state.sealed.remove(&target) {
+                state.unsynced.retain(|s| !Arc::ptr_eq(s, &segment));
+            }
+            let interval = self.config().index_interval_bytes;
+            let (active, _) = ActiveSegment::recover(&self.dir, target, interval, self.context.clock.now_ms())?;
+            state.active = active;
+            let new_end = state.log_end();
+            state.recovery_point = state.recovery_point.min(target);
+            state.clean_offset = state.clean_offset.min(new_end);
+            state.producers = rebuild_producers(&state.sealed, &state.active)?;
+            if state.epochs.truncate_from_end(new_end) {
+                state.epochs.write(&self.dir)?;
+            }
+            self.flush_state.send_modify(|s| s.flushed = s.flushed.min(new_end));
+            self.log_end_watch.send_replace(new_end);
+            Ok(Some(new_end))
+        })();
+        let new_end = match truncated {
+            Ok(Some(new_end)) => new_end,
+            Ok(None) => return Ok(self.log_end()),
+            Err(error @ LogError::Io { .. }) => {
+                // Half done: refuse writes until a restart recovers the files as they are.
+                tracing::error!(dir = %self.dir.display(), %error, "truncation failed; the log refuses further writes");
+                self.flush_state.send_modify(|s| s.failed = true);
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
+        self.write_checkpoint()?;
+        tracing::info!(dir = %self.dir.display(), offset, new_end, "log truncated");
+        Ok(new_end)
+    }
+
     /// The latest leader epoch that wrote to this log.
     pub fn latest_epoch(&self) -> Option<i32> {
         self.lock().epochs.latest_epoch()
@@ -959,4 +1043,42 @@ fn load_epochs(
         epochs.write(dir)?;
     }
     Ok(epochs)
+}
+
+/// Producer state from the last two segments: enough for any retry still in flight.
+fn rebuild_producers(
+    sealed: &BTreeMap<i64, Arc<SealedSegment>>,
+    active: &ActiveSegment,
+) -> Result<ProducerStateTable, LogError> {
+    let mut producers = ProducerStateTable::default();
+    if let Some(last_sealed) = sealed.values().next_back() {
+        for batch in BatchIter::new(last_sealed.bytes()).map_while(Result::ok) {
+            producers.record(&batch);
+        }
+    }
+    active.for_each_batch(|batch| producers.record(batch))?;
+    Ok(producers)
+}
+
+/// Replaces the file at `path` with its first `len` bytes: a new file, fsynced, renamed
+/// over it, the directory fsynced. The old file is never cut short, since it may be mapped.
+fn copy_prefix(path: &Path, len: u64) -> Result<(), LogError> {
+    use std::io::Read;
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LogError::Io { op, path, source }
+    };
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let source = fs::File::open(path).map_err(io("open segment", path))?;
+    let mut target = fs::File::create(&tmp).map_err(io("create file", &tmp))?;
+    let copied = std::io::copy(&mut source.take(len), &mut target).map_err(io("copy segment", &tmp))?;
+    if copied != len {
+        let source = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment shorter than its batches");
+        return Err(LogError::Io { op: "copy segment", path: tmp, source });
+    }
+    target.sync_data().map_err(io("sync file", &tmp))?;
+    fs::rename(&tmp, path).map_err(io("rename file", path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
