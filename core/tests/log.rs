@@ -598,3 +598,39 @@ fn truncation_removes_the_batch_holding_the_offset_and_everything_after() {
     assert_eq!(t.log.end_offset_for_epoch(1), Some((1, 4)));
     assert!(matches!(t.log.truncate_to(-1), Err(LogError::OffsetOutOfRange { .. })));
 }
+
+#[test]
+fn a_follower_stores_the_leaders_batches_with_their_offsets_and_epochs() {
+    let leader_dir = tempfile::tempdir().unwrap();
+    let follower_dir = tempfile::tempdir().unwrap();
+    let config = small_segments(1024);
+    let leader = open_log_system_clock(leader_dir.path(), config.clone());
+    for epoch in [2, 2, 5] {
+        leader.log.append(&batch(&[&"v".repeat(300), "w"], 1), epoch).unwrap();
+    }
+    let follower = open_log_system_clock(follower_dir.path(), config);
+    let mut offset = 0;
+    while offset < leader.log.log_end() {
+        let fetched = leader.log.read(offset, None, 700).unwrap().records;
+        let info = follower.log.append_as_follower(&fetched).unwrap();
+        assert_eq!(info.first_offset, offset);
+        offset = info.last_offset + 1;
+    }
+    assert_eq!(follower.log.log_end(), 6);
+    // Byte for byte the leader's log, and the same epochs.
+    let all = |log: &headwater_core::log::Log| log.read(0, None, 1 << 20).unwrap().records;
+    assert_eq!(all(&follower.log), all(&leader.log));
+    assert_eq!(follower.log.end_offset_for_epoch(2), Some((2, 4)));
+    assert_eq!(follower.log.latest_epoch(), Some(5));
+    // Going back is refused, and nothing is stored.
+    let again = leader.log.read(0, None, 1 << 20).unwrap().records;
+    assert!(matches!(follower.log.append_as_follower(&again), Err(LogError::InvalidAppend { .. })));
+    assert_eq!(follower.log.log_end(), 6);
+    // A corrupt batch is refused too.
+    let mut corrupt = leader.log.read(4, None, 1 << 20).unwrap().records.to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let follower_two = tempfile::tempdir().unwrap();
+    let other = open_log_system_clock(follower_two.path(), small_segments(1024));
+    assert!(matches!(other.log.append_as_follower(&corrupt), Err(LogError::InvalidRecords { .. })));
+}

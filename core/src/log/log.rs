@@ -709,6 +709,67 @@ impl Log {
         epochs.map_or(Ok(()), |epochs| epochs.write(&self.dir))
     }
 
+    /// Appends batches fetched from the partition's leader, keeping their offsets and
+    /// leader epochs (Kafka's `appendAsFollower`). Each batch is checked (framing, CRC) and
+    /// its base offset must be at or past the log end and increase; producer sequences are
+    /// recorded, not checked (the leader checked them).
+    ///
+    /// # Errors
+    /// [`LogError::InvalidRecords`], [`LogError::InvalidAppend`] for offsets that go back,
+    /// [`LogError::Io`].
+    pub fn append_as_follower(&self, batches: &[u8]) -> Result<AppendInfo, LogError> {
+        let config = self.config();
+        let mut total = 0usize;
+        let mut first_offset = None;
+        let mut next = i64::MIN;
+        let mut max_timestamp = -1i64;
+        for batch in BatchIter::new(batches) {
+            let batch = batch.map_err(|source| LogError::InvalidRecords { source })?;
+            batch.validate().map_err(|source| LogError::InvalidRecords { source })?;
+            if batch.base_offset() < next || batch.last_offset_delta() < 0 {
+                return Err(LogError::InvalidAppend { reason: "a leader's batches must have increasing offsets" });
+            }
+            first_offset.get_or_insert(batch.base_offset());
+            next = batch.next_offset();
+            max_timestamp = max_timestamp.max(batch.max_timestamp());
+            total += batch.size();
+        }
+        let Some(first_offset) = first_offset else {
+            return Err(LogError::InvalidAppend { reason: "no record batches" });
+        };
+        let mut state = self.lock();
+        if self.flush_state.borrow().failed {
+            return Err(LogError::Failed { dir: self.dir.clone() });
+        }
+        if first_offset < state.log_end() {
+            return Err(LogError::InvalidAppend { reason: "a follower's append must start at or past its log end" });
+        }
+        if self.should_roll(&state, &config, total, next - state.log_end()) {
+            self.roll(&mut state)?;
+        }
+        let mut epochs_changed = false;
+        for batch in BatchIter::new(&batches[..total]).map_while(Result::ok) {
+            epochs_changed |= state.epochs.assign(batch.partition_leader_epoch(), batch.base_offset());
+        }
+        if epochs_changed {
+            state.epochs.write(&self.dir)?;
+        }
+        state.active.append_stored(&batches[..total])?;
+        for batch in BatchIter::new(&batches[..total]).map_while(Result::ok) {
+            state.producers.record_at(&batch, batch.base_offset());
+        }
+        let info = AppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            max_timestamp,
+            log_start: state.log_start,
+            duplicate: false,
+        };
+        drop(state);
+        self.log_end_watch.send_replace(next);
+        Ok(info)
+    }
+
     /// Removes the batch holding `offset` and everything after it, as a follower does
     /// when its log has diverged from a new leader's (Kafka's `truncateTo`). Returns the
     /// new log end: `offset`, or the base of the batch that held it.

@@ -433,6 +433,32 @@ impl ActiveSegment {
         Ok(())
     }
 
+    /// Writes batches exactly as they are, offsets and epochs included: a follower's
+    /// copy of what its leader stored. Base offsets must increase past `next_offset`
+    /// (checked by the caller); gaps, as compaction leaves them, are kept.
+    ///
+    /// # Errors
+    /// [`LogError::Io`]; the segment's size does not move, so nothing half-written is read.
+    pub fn append_stored(&mut self, batches: &[u8]) -> Result<(), LogError> {
+        let mut slices = [IoSlice::new(batches)];
+        if let Err(source) = write_all_vectored_at(&self.file, &mut slices, u64::from(self.size)) {
+            let _ = self.file.set_len(u64::from(self.size));
+            return Err(LogError::Io { op: "append to segment", path: self.paths.log.clone(), source });
+        }
+        let mut position = self.size;
+        for batch in BatchIter::new(batches) {
+            let batch = batch.expect("batches are validated before append");
+            self.indexer.on_batch(&batch, position);
+            position += batch.size() as u32;
+            self.next_offset = batch.next_offset();
+        }
+        self.size = position;
+        if self.read_map.as_ref().is_some_and(|map| map.len() < position as usize) {
+            self.read_map = map_active(&self.file, active_map_len(position));
+        }
+        Ok(())
+    }
+
     /// Calls `f` with each batch written so far (from a read-only mapping).
     ///
     /// # Errors
