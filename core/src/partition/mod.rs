@@ -4,7 +4,9 @@
 //!
 //! - [`leader`]: the leader's view: follower positions, the high watermark, ISR shrink and
 //!   expand through the controller.
+//! - [`follower`]: where a follower truncates when it starts following a new leader.
 
+pub mod follower;
 pub mod leader;
 
 #[cfg(test)]
