@@ -11,5 +11,7 @@ pub mod leader;
 
 #[cfg(test)]
 mod leader_test;
+#[cfg(test)]
+mod simulation_test;
 
 pub use leader::{LeaderAction, LeaderState};
