@@ -452,16 +452,7 @@ impl Log {
             state.producers.record_at(&batch, next);
             next += i64::from(batch.last_offset_delta()) + 1;
         }
-        let info = AppendInfo {
-            first_offset,
-            last_offset: next - 1,
-            max_timestamp,
-            log_start: state.log_start,
-            duplicate: false,
-        };
-        drop(state);
-        self.log_end_watch.send_replace(next);
-        Ok(info)
+        Ok(self.appended(state, first_offset, next, max_timestamp))
     }
 
     fn should_roll(&self, state: &LogState, config: &LogConfig, bytes: usize, offsets: i64) -> bool {
@@ -709,6 +700,27 @@ impl Log {
         epochs.map_or(Ok(()), |epochs| epochs.write(&self.dir))
     }
 
+    /// Ends an append that stored offsets `first_offset..next`: releases the lock, then
+    /// wakes whoever waits on the log end (long-polling fetches, followers' leaders).
+    fn appended(
+        &self,
+        state: MutexGuard<'_, LogState>,
+        first_offset: i64,
+        next: i64,
+        max_timestamp: i64,
+    ) -> AppendInfo {
+        let info = AppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            max_timestamp,
+            log_start: state.log_start,
+            duplicate: false,
+        };
+        drop(state);
+        self.log_end_watch.send_replace(next);
+        info
+    }
+
     /// Appends batches fetched from the partition's leader, keeping their offsets and
     /// leader epochs (Kafka's `appendAsFollower`). Each batch is checked (framing, CRC) and
     /// its base offset must be at or past the log end and increase; producer sequences are
@@ -758,16 +770,7 @@ impl Log {
         for batch in BatchIter::new(&batches[..total]).map_while(Result::ok) {
             state.producers.record_at(&batch, batch.base_offset());
         }
-        let info = AppendInfo {
-            first_offset,
-            last_offset: next - 1,
-            max_timestamp,
-            log_start: state.log_start,
-            duplicate: false,
-        };
-        drop(state);
-        self.log_end_watch.send_replace(next);
-        Ok(info)
+        Ok(self.appended(state, first_offset, next, max_timestamp))
     }
 
     /// Removes the batch holding `offset` and everything after it, as a follower does
