@@ -220,3 +220,33 @@ async fn when_the_active_controller_dies_with_its_broker_the_new_one_fences_it()
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_controller_frames_are_dropped_and_the_quorum_carries_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let root = tempfile::tempdir().unwrap();
+    let nodes = three_nodes(root.path(), 10_000).await;
+    leader_of(&nodes).await;
+    for node in &nodes {
+        let addr = &node.config.advertised;
+        // A frame claiming 4 GiB, a frame of garbage, and a frame of valid JSON that is no
+        // request: each connection is closed, and nothing is allocated for the first.
+        for frame in [vec![0xff, 0xff, 0xff, 0xff], [&5u32.to_be_bytes()[..], b"\x00\x01garbage"].concat(), {
+            let body = br#"{"Nope":1}"#;
+            [&(body.len() as u32).to_be_bytes()[..], body].concat()
+        }] {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(&frame).await.unwrap();
+            let mut buf = [0u8; 16];
+            let read =
+                tokio::time::timeout(TIMEOUT, stream.read(&mut buf)).await.expect("the node closes the connection");
+            assert!(matches!(read, Ok(0) | Err(_)), "no answer to a bad frame: {read:?}");
+        }
+    }
+    let any = nodes[1].controller.as_ref().unwrap();
+    let outcome = any.propose(register(7), TIMEOUT).await.expect("the quorum still commits");
+    assert!(matches!(outcome, Ok(MetadataOutcome::BrokerEpoch(_))));
+    for node in nodes {
+        node.controller.unwrap().shutdown().await;
+    }
+}

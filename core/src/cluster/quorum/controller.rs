@@ -406,10 +406,15 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, &shared).await
-                && e.kind() != std::io::ErrorKind::UnexpectedEof
-            {
-                tracing::debug!(%peer, error = %e, "controller connection closed");
+            match serve_connection(stream, &shared).await {
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    // Not a Headwater node speaking: say so once, and close.
+                    tracing::warn!(%peer, error = %e, "bad frame on the controller listener; connection closed");
+                }
+                Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+                    tracing::debug!(%peer, error = %e, "controller connection closed");
+                }
+                _ => {}
             }
             drop(permit);
         });
