@@ -40,8 +40,15 @@ pub struct LeaderState {
     followers: BTreeMap<BrokerId, Follower>,
     log_end: i64,
     high_watermark: i64,
-    /// An AlterPartition sent and not yet answered through the metadata image.
-    pending_isr: Option<Vec<BrokerId>>,
+    /// An AlterPartition sent and not yet answered through the metadata image: the ISR
+    /// asked for, and the partition epoch it was asked at. Until an image with a newer
+    /// partition epoch arrives the request may still commit, so it keeps counting.
+    pending_isr: Option<(Vec<BrokerId>, i32)>,
+    /// Where this leadership began in the log. A replica joins the ISR only once it has
+    /// reached it: a new leader's high watermark can lag what its predecessor acknowledged
+    /// (KAFKA-7128), so the high watermark alone is not proof of having every
+    /// acknowledged record.
+    epoch_start_offset: i64,
     lag_max: Duration,
 }
 
@@ -72,6 +79,7 @@ impl LeaderState {
             log_end,
             high_watermark: high_watermark.min(log_end),
             pending_isr: None,
+            epoch_start_offset: log_end,
             lag_max,
         }
     }
@@ -95,15 +103,32 @@ impl LeaderState {
         self.registration.isr.len() >= min_insync_replicas
     }
 
+    /// Whether an acks=all produce whose records the high watermark has passed may be
+    /// acknowledged: the ISR may have shrunk since it was appended, and then it is answered
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND instead (Kafka's `checkEnoughReplicasReachOffset`,
+    /// over the maximal ISR: the committed one and any pending change).
+    pub fn enough_replicas_after_append(&self, min_insync_replicas: usize) -> bool {
+        let mut maximal: Vec<BrokerId> = self.registration.isr.clone();
+        if let Some((pending, _)) = &self.pending_isr {
+            maximal.extend(pending.iter().filter(|r| !self.registration.isr.contains(r)));
+        }
+        maximal.len() >= min_insync_replicas
+    }
+
     /// The leader appended; its log now ends at `log_end`.
     pub fn on_append(&mut self, log_end: i64) -> Vec<LeaderAction> {
         self.log_end = log_end;
         self.advance_high_watermark().into_iter().collect()
     }
 
-    /// A follower fetched from `offset`, so it has everything before it.
+    /// A follower fetched from `offset`, so it has everything before it. An offset past
+    /// this log's end is not a position this leader can vouch for (the follower must
+    /// truncate first; the caller answers OFFSET_OUT_OF_RANGE) and changes nothing.
     pub fn on_fetch(&mut self, follower: BrokerId, offset: i64, now: Instant) -> Vec<LeaderAction> {
         let leader_end = self.log_end;
+        if offset > leader_end {
+            return Vec::new();
+        }
         let Some(state) = self.followers.get_mut(&follower) else { return Vec::new() };
         state.log_end = offset;
         // Kafka's rule: caught up if it has reached the leader's end as of now, or as of
@@ -158,13 +183,18 @@ impl LeaderState {
             }
         }
         self.followers.retain(|r, _| registration.replicas.contains(r));
+        if self.pending_isr.as_ref().is_some_and(|(_, asked_at)| registration.partition_epoch > *asked_at) {
+            // The controller has decided (applied this change, or another one first).
+            self.pending_isr = None;
+        }
         self.registration = registration;
-        self.pending_isr = None;
         Some(self.advance_high_watermark().into_iter().collect())
     }
 
-    /// The AlterPartition was refused or lost: allow another.
-    pub fn on_alter_failed(&mut self) {
+    /// The controller definitely did not apply the AlterPartition (it refused it): allow
+    /// another. A request that timed out may still commit; keep it pending until the image
+    /// moves past it instead.
+    pub fn on_alter_refused(&mut self) {
         self.pending_isr = None;
     }
 
@@ -174,7 +204,7 @@ impl LeaderState {
         }
         // A replica rejoins once it has everything the ISR has (the high watermark).
         let state = self.followers.get(&follower)?;
-        if state.log_end < self.high_watermark || state.log_end < 0 {
+        if state.log_end < self.high_watermark || state.log_end < self.epoch_start_offset {
             return None;
         }
         let mut isr = self.registration.isr.clone();
@@ -183,7 +213,7 @@ impl LeaderState {
     }
 
     fn propose(&mut self, isr: Vec<BrokerId>) -> Option<LeaderAction> {
-        self.pending_isr = Some(isr.clone());
+        self.pending_isr = Some((isr.clone(), self.registration.partition_epoch));
         Some(LeaderAction::AlterIsr {
             isr,
             leader_epoch: self.registration.leader_epoch,
@@ -194,7 +224,7 @@ impl LeaderState {
     /// The high watermark: the lowest log end over the committed and any pending ISR.
     /// It only moves forward.
     fn advance_high_watermark(&mut self) -> Option<LeaderAction> {
-        let members = self.registration.isr.iter().chain(self.pending_isr.iter().flatten());
+        let members = self.registration.isr.iter().chain(self.pending_isr.iter().flat_map(|(isr, _)| isr));
         let lowest = members
             .map(|r| if *r == self.broker { self.log_end } else { self.followers.get(r).map_or(-1, |f| f.log_end) })
             .min()

@@ -97,3 +97,55 @@ fn a_new_leader_epoch_in_the_image_ends_this_leadership() {
     moved.leader_epoch = 5;
     assert_eq!(leader.on_registration(moved), None);
 }
+
+#[test]
+fn a_replica_rejoins_only_after_reaching_where_this_leadership_began() {
+    // A new leader whose high watermark (40) lags what its predecessor acknowledged (up to
+    // its log end, 60): a replica at 45 has passed the high watermark but may lack
+    // acknowledged records (KAFKA-7128).
+    let now = Instant::now();
+    let mut leader = LeaderState::new(1, registration(vec![1, 2]), 60, 40, LAG_MAX, now);
+    assert!(leader.on_fetch(3, 45, now).iter().all(|a| !matches!(a, LeaderAction::AlterIsr { .. })));
+    assert!(leader.on_fetch(3, 60, now).iter().any(|a| matches!(a, LeaderAction::AlterIsr { .. })));
+}
+
+#[test]
+fn an_isr_change_stays_pending_until_the_image_moves_past_it() {
+    let now = Instant::now();
+    let mut leader = LeaderState::new(1, registration(vec![1, 2]), 50, 50, LAG_MAX, now);
+    assert!(!leader.on_fetch(3, 50, now).is_empty(), "expansion asked");
+    // An image at the same partition epoch (anything else that changed) does not settle it:
+    // replica 3 still counts for the high watermark.
+    leader.on_registration(registration(vec![1, 2]));
+    leader.on_append(70);
+    leader.on_fetch(2, 70, now);
+    assert_eq!(leader.high_watermark(), 50);
+    // The controller applied it: settled.
+    let mut applied = registration(vec![1, 2, 3]);
+    applied.partition_epoch = 8;
+    leader.on_registration(applied);
+    leader.on_fetch(3, 70, now);
+    assert_eq!(leader.high_watermark(), 70);
+}
+
+#[test]
+fn an_isr_that_shrank_after_the_append_fails_acks_all_after_the_fact() {
+    let now = Instant::now();
+    let mut leader = LeaderState::new(1, registration(vec![1, 2]), 0, 0, LAG_MAX, now);
+    assert!(leader.accepts_acks_all(2));
+    leader.on_append(10);
+    let mut shrunk = registration(vec![1]);
+    shrunk.partition_epoch = 8;
+    leader.on_registration(shrunk);
+    assert_eq!(leader.high_watermark(), 10, "the ISR is the leader alone now");
+    assert!(!leader.enough_replicas_after_append(2), "NOT_ENOUGH_REPLICAS_AFTER_APPEND");
+}
+
+#[test]
+fn a_fetch_from_past_the_log_end_counts_for_nothing() {
+    let now = Instant::now();
+    let mut leader = LeaderState::new(1, registration(vec![1, 2]), 10, 10, LAG_MAX, now);
+    assert!(leader.on_fetch(2, 100, now).is_empty());
+    leader.on_append(100);
+    assert_eq!(leader.high_watermark(), 10, "the follower's claimed 100 was never recorded");
+}

@@ -345,11 +345,26 @@ impl Sim {
                     let (done, waiting): (Vec<_>, Vec<_>) =
                         self.pending.drain(..).partition(|(o, _, l, e)| *l == leader && *e == epoch && *o < hw);
                     self.pending = waiting;
+                    let enough =
+                        self.brokers[&leader].leader.as_ref().expect("leads").enough_replicas_after_append(MIN_INSYNC);
+                    if !enough {
+                        // Answered NOT_ENOUGH_REPLICAS_AFTER_APPEND: not acknowledged.
+                        continue;
+                    }
                     for (offset, value, _, _) in done {
                         if log.get(offset as usize).map(|r| r.value) != Some(value) {
                             self.fail(format!("acknowledging offset {offset}, but leader {leader} no longer has it"));
                         }
-                        self.acked.insert(offset, value);
+                        let copies = self
+                            .brokers
+                            .values()
+                            .filter(|b| b.log.get(offset as usize).map(|r| r.value) == Some(value));
+                        if copies.count() < MIN_INSYNC {
+                            self.fail(format!("acknowledging offset {offset} with fewer than {MIN_INSYNC} copies"));
+                        }
+                        if let Some(previous) = self.acked.insert(offset, value) {
+                            self.fail(format!("offset {offset} acknowledged twice: {previous} then {value}"));
+                        }
                     }
                 }
                 LeaderAction::AlterIsr { isr, leader_epoch, partition_epoch } => {
@@ -366,7 +381,7 @@ impl Sim {
                         self.stats.isr_changes += 1;
                         self.publish();
                     } else if let Some(state) = self.brokers.get_mut(&leader).expect("broker").leader.as_mut() {
-                        state.on_alter_failed();
+                        state.on_alter_refused();
                     }
                 }
             }
