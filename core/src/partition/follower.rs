@@ -1,9 +1,9 @@
 //! Where a follower truncates its log when it starts following a new leader (KIP-101,
 //! KIP-279): to the point where its log and the leader's agree, found by asking the leader
-//! where the follower's latest epoch ends.
+//! where the follower's latest epoch ends, in as many rounds as it takes.
 //!
-//! Pure: the follower asks OffsetForLeaderEpoch with its latest epoch, and this decides the
-//! truncation offset from the answer and its own epoch cache.
+//! Pure: the follower asks OffsetForLeaderEpoch with its latest epoch, and this decides
+//! from the answer and its own epoch cache how far to truncate and whether to ask again.
 
 use crate::log::leader_epoch::LeaderEpochCache;
 
@@ -11,30 +11,43 @@ use crate::log::leader_epoch::LeaderEpochCache;
 /// UNDEFINED (the leader knows no epoch at or below the one asked about).
 pub type EpochEnd = Option<(i32, i64)>;
 
-/// The offset to truncate to before fetching from the new leader.
+/// What to do after one OffsetForLeaderEpoch round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    /// Truncate to this offset; the logs agree below it, so fetching can start.
+    Done(i64),
+    /// Truncate to this offset, then ask again with the (now older) latest epoch: the
+    /// leader answered with an epoch this follower does not have, so the follower's tail
+    /// of an older epoch may overlap the leader's newer ones.
+    AskAgain(i64),
+}
+
+/// One round of KIP-279's rule, given what the follower asked about (`requested`, its
+/// latest epoch) and the leader's answer.
 ///
-/// - The leader knows the follower's epoch: keep up to where that epoch ends on the
-///   leader (and no further than the follower's own end).
-/// - The leader answers with an older epoch (it never had the follower's latest one):
-///   keep up to where that older epoch ends on both logs, whichever is lower.
-/// - No answer the follower can use (the leader's log has no epochs, or the follower
-///   has none): keep up to the high watermark, which every in-sync replica has.
-pub fn truncation_offset(
+/// - Both know the answered epoch: keep up to where it ends on the leader, or on the
+///   follower if sooner. Done.
+/// - The follower does not have the answered epoch: keep up to where the follower's
+///   largest epoch below it ends, and ask again.
+/// - No usable answer (the leader has no epochs at or below the one asked, or the
+///   follower has none): keep up to the high watermark, which every in-sync replica has.
+///
+/// The result never exceeds `log_end`; the caller keeps it at or above the log start.
+pub fn next_truncation(
     own: &LeaderEpochCache,
     log_end: i64,
     high_watermark: i64,
-    requested_epoch: Option<i32>,
+    requested: Option<i32>,
     leader: EpochEnd,
-) -> i64 {
-    let keep = match (requested_epoch, leader) {
-        (Some(requested), Some((epoch, end))) if epoch == requested => end,
-        (Some(_), Some((epoch, end))) => match own.end_offset_for(epoch, log_end) {
-            Some((_, own_end)) => end.min(own_end),
-            None => high_watermark,
-        },
-        _ => high_watermark,
+) -> Truncation {
+    let (Some(_), Some((epoch, leader_end))) = (requested, leader) else {
+        return Truncation::Done(high_watermark.min(log_end));
     };
-    keep.min(log_end).max(0)
+    match own.end_offset_for(epoch, log_end) {
+        Some((own_epoch, own_end)) if own_epoch == epoch => Truncation::Done(leader_end.min(own_end).min(log_end)),
+        Some((_, own_end)) => Truncation::AskAgain(own_end.min(log_end)),
+        None => Truncation::Done(high_watermark.min(log_end)),
+    }
 }
 
 #[cfg(test)]
@@ -53,25 +66,30 @@ mod tests {
     fn a_follower_keeps_what_the_leader_has_of_its_latest_epoch() {
         // Follower wrote epoch 3 up to 120; the leader's epoch 3 ended at 100.
         let own = cache(&[(1, 0), (3, 50)]);
-        assert_eq!(truncation_offset(&own, 120, 90, Some(3), Some((3, 100))), 100);
+        assert_eq!(next_truncation(&own, 120, 90, Some(3), Some((3, 100))), Truncation::Done(100));
         // The leader has more of it than the follower: keep everything.
-        assert_eq!(truncation_offset(&own, 120, 90, Some(3), Some((3, 150))), 120);
+        assert_eq!(next_truncation(&own, 120, 90, Some(3), Some((3, 150))), Truncation::Done(120));
     }
 
     #[test]
-    fn an_epoch_the_leader_never_had_truncates_to_the_older_epochs_common_end() {
-        // The follower led epoch 3 alone (a stale leader); the leader knows only epoch 1,
-        // which on the leader ends at 70 and on the follower at 50.
-        let own = cache(&[(1, 0), (3, 50)]);
-        assert_eq!(truncation_offset(&own, 120, 40, Some(3), Some((1, 70))), 50);
-        assert_eq!(truncation_offset(&own, 120, 40, Some(3), Some((1, 45))), 45);
+    fn an_epoch_the_follower_lacks_takes_another_round() {
+        // Follower: epoch 2 from 0, epoch 4 from 80 (it led epoch 4 alone). Leader: epochs
+        // 2, 3 (from 60) and 5. Asked about 4, the leader answers (3, 100): epoch 3 is one
+        // the follower never had, and offsets 60-79 are epoch 2 here but epoch 3 there.
+        let own = cache(&[(2, 0), (4, 80)]);
+        let first = next_truncation(&own, 120, 40, Some(4), Some((3, 100)));
+        assert_eq!(first, Truncation::AskAgain(80), "to the end of its epoch 2, then ask about epoch 2");
+        // Second round: the follower (now ending at 80, latest epoch 2) asks about 2; the
+        // leader's epoch 2 ends at 60.
+        let own = cache(&[(2, 0)]);
+        assert_eq!(next_truncation(&own, 80, 40, Some(2), Some((2, 60))), Truncation::Done(60));
     }
 
     #[test]
     fn without_a_usable_answer_the_high_watermark_is_kept() {
         let own = cache(&[(1, 0)]);
-        assert_eq!(truncation_offset(&own, 120, 40, Some(1), None), 40);
-        assert_eq!(truncation_offset(&LeaderEpochCache::default(), 120, 40, None, Some((4, 200))), 40);
-        assert_eq!(truncation_offset(&own, 30, 40, Some(1), None), 30, "never past the log end");
+        assert_eq!(next_truncation(&own, 120, 40, Some(1), None), Truncation::Done(40));
+        assert_eq!(next_truncation(&LeaderEpochCache::default(), 120, 40, None, Some((4, 200))), Truncation::Done(40));
+        assert_eq!(next_truncation(&own, 30, 40, Some(1), None), Truncation::Done(30), "never past the log end");
     }
 }

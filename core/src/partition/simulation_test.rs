@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::follower::truncation_offset;
+use super::follower::{Truncation, next_truncation};
 use super::leader::{LeaderAction, LeaderState};
 use crate::cluster::{BrokerId, MetadataCommand, MetadataImage, NO_LEADER};
 use crate::log::leader_epoch::LeaderEpochCache;
@@ -75,6 +75,8 @@ struct Sim {
     last_heartbeat: BTreeMap<BrokerId, Instant>,
     /// Cut off from everything (other brokers, the controller, clients) until healed.
     isolated: Option<BrokerId>,
+    /// One broker-to-broker link down, both ends still reaching the controller.
+    cut: Option<(BrokerId, BrokerId)>,
     /// Produced and not yet acknowledged: (offset, value, leader, epoch).
     pending: Vec<(i64, u64, BrokerId, i32)>,
     /// Acknowledged to the producer: offset -> value. Must never be lost.
@@ -107,6 +109,7 @@ impl Sim {
             index: 0,
             last_heartbeat: BTreeMap::new(),
             isolated: None,
+            cut: None,
             pending: Vec::new(),
             acked: BTreeMap::new(),
             next_value: 1,
@@ -154,7 +157,12 @@ impl Sim {
     }
 
     fn linked(&self, a: BrokerId, b: BrokerId) -> bool {
-        self.brokers[&a].alive && self.brokers[&b].alive && self.isolated != Some(a) && self.isolated != Some(b)
+        self.brokers[&a].alive
+            && self.brokers[&b].alive
+            && self.isolated != Some(a)
+            && self.isolated != Some(b)
+            && self.cut != Some((a, b))
+            && self.cut != Some((b, a))
     }
 
     fn register(&mut self, id: BrokerId) {
@@ -187,7 +195,11 @@ impl Sim {
                 if let Some(actions) = keep {
                     follow_up.push((id, actions));
                 } else {
-                    let state = LeaderState::new(id, p.clone(), broker.log_end(), broker.high_watermark, LAG_MAX, now);
+                    // Kafka records the new epoch at the log end as the leader takes over, so
+                    // followers asking about it get an answer before its first append.
+                    let end = broker.log_end();
+                    broker.epochs.assign(p.leader_epoch, end);
+                    let state = LeaderState::new(id, p.clone(), end, broker.high_watermark, LAG_MAX, now);
                     self.stats.leader_changes += 1;
                     broker.leader = Some(state);
                     broker.following = None;
@@ -217,9 +229,15 @@ impl Sim {
                 self.fetch(follower);
             }
             70..=89 => self.tick(),
-            90..=93 => self.crash(),
-            94..=96 => self.restart(),
-            _ => self.partition_or_heal(),
+            90..=92 => self.crash(),
+            93..=94 => self.restart(),
+            95..=96 => self.partition_or_heal(),
+            97 => self.cut_or_mend(),
+            _ => {
+                // Leadership moves back to the preferred replica when it is in sync.
+                self.control(MetadataCommand::ElectPreferredLeader { topic: TOPIC.into(), partition: 0 });
+                self.publish();
+            }
         }
         self.check();
     }
@@ -258,17 +276,24 @@ impl Sim {
             return;
         }
         if must_truncate {
-            let asked = self.brokers[&follower].epochs.latest_epoch();
-            let answer =
-                asked.and_then(|e| self.brokers[&leader].epochs.end_offset_for(e, self.brokers[&leader].log_end()));
-            let f = &self.brokers[&follower];
-            let to = truncation_offset(&f.epochs, f.log_end(), f.high_watermark, asked, answer);
-            let f = self.brokers.get_mut(&follower).expect("broker");
-            if to < f.log_end() {
-                self.stats.truncations += 1;
+            // OffsetForLeaderEpoch rounds until the logs agree (KIP-279).
+            loop {
+                let asked = self.brokers[&follower].epochs.latest_epoch();
+                let l = &self.brokers[&leader];
+                let answer = asked.and_then(|e| l.epochs.end_offset_for(e, l.log_end()));
+                let f = &self.brokers[&follower];
+                let step = next_truncation(&f.epochs, f.log_end(), f.high_watermark, asked, answer);
+                let (Truncation::Done(to) | Truncation::AskAgain(to)) = step;
+                let f = self.brokers.get_mut(&follower).expect("broker");
+                if to < f.log_end() {
+                    self.stats.truncations += 1;
+                }
+                f.truncate(to);
+                if matches!(step, Truncation::Done(_)) {
+                    break;
+                }
             }
-            f.truncate(to);
-            f.following = Some((leader, epoch, false));
+            self.brokers.get_mut(&follower).expect("broker").following = Some((leader, epoch, false));
         }
         let offset = self.brokers[&follower].log_end();
         let now = self.now;
@@ -281,6 +306,7 @@ impl Sim {
             .expect("leads")
             .on_fetch(follower, offset, now);
         let count = self.rng.random_range(1..=5usize);
+        let hw_arrives = self.rng.random_bool(0.3);
         let l = &self.brokers[&leader];
         if offset > l.log_end() {
             self.fail(format!("follower {follower} at {offset} is past leader {leader}'s end {}", l.log_end()));
@@ -291,7 +317,12 @@ impl Sim {
         for record in records {
             f.append(record);
         }
-        f.high_watermark = f.high_watermark.max(leader_hw.min(f.log_end()));
+        // A follower's high watermark may lag the leader's by any amount (it is only ever a
+        // lower bound), and a stale one is what a new leader starts from: so it is updated
+        // only some of the time.
+        if hw_arrives {
+            f.high_watermark = f.high_watermark.max(leader_hw.min(f.log_end()));
+        }
         self.carry_out(leader, actions);
     }
 
@@ -421,6 +452,16 @@ impl Sim {
         }
     }
 
+    fn cut_or_mend(&mut self) {
+        if self.cut.is_some() {
+            self.cut = None;
+        } else {
+            let a = BROKERS[self.rng.random_range(0..3)];
+            let b = BROKERS[(BROKERS.iter().position(|x| *x == a).expect("listed") + 1) % 3];
+            self.cut = Some((a, b));
+        }
+    }
+
     fn check(&self) {
         let p = self.image.partition(TOPIC, 0).expect("topic");
         if p.leader != NO_LEADER && !p.isr.contains(&p.leader) {
@@ -452,6 +493,7 @@ impl Sim {
     /// Heals everything and lets replication settle.
     fn settle(&mut self) {
         self.isolated = None;
+        self.cut = None;
         for id in BROKERS {
             self.brokers.get_mut(&id).expect("broker").alive = true;
         }
