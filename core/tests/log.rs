@@ -634,3 +634,15 @@ fn a_follower_stores_the_leaders_batches_with_their_offsets_and_epochs() {
     let other = open_log_system_clock(follower_two.path(), small_segments(1024));
     assert!(matches!(other.log.append_as_follower(&corrupt), Err(LogError::InvalidRecords { .. })));
 }
+
+#[test]
+fn a_new_leaders_epoch_is_recorded_before_its_first_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open_log_system_clock(dir.path(), LogConfig::default());
+    t.log.append(&batch(&["a", "b"], 1), 3).unwrap();
+    t.log.assign_epoch(4).unwrap();
+    assert_eq!(t.log.end_offset_for_epoch(3), Some((3, 2)), "epoch 3 ends where the new leader took over");
+    assert_eq!(t.log.end_offset_for_epoch(4), Some((4, 2)));
+    t.log.assign_epoch(2).unwrap();
+    assert_eq!(t.log.latest_epoch(), Some(4), "an older epoch changes nothing");
+}

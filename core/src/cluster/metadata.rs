@@ -22,6 +22,11 @@ pub type BrokerId = i32;
 /// No leader: the partition is offline.
 pub const NO_LEADER: BrokerId = -1;
 
+/// The most partitions a topic may have. Checked inside `apply`, so a command past it is
+/// refused the same way on every node rather than exhausting memory on all of them, at
+/// every replay of the log.
+pub const MAX_PARTITIONS: u32 = 100_000;
+
 /// The topic config that allows an out-of-sync replica to become leader.
 pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
@@ -264,8 +269,10 @@ impl MetadataImage {
                 if self.topics.contains_key(name) {
                     return Err(MetadataError::TopicExists(name.clone()));
                 }
-                if *partitions == 0 {
-                    return Err(MetadataError::InvalidPartitions("a topic needs at least one partition".into()));
+                if *partitions == 0 || *partitions > MAX_PARTITIONS {
+                    return Err(MetadataError::InvalidPartitions(format!(
+                        "a topic has 1 to {MAX_PARTITIONS} partitions, not {partitions}"
+                    )));
                 }
                 let live = self.unfenced_brokers();
                 let assignment = assign_replicas(&live, *partitions, *replication_factor, self.placement_cursor)?;
@@ -284,12 +291,19 @@ impl MetadataImage {
                 let cursor = self.placement_cursor;
                 let topic = self.topic_mut(name)?;
                 let existing = topic.partitions.len() as u32;
+                if *total > MAX_PARTITIONS {
+                    return Err(MetadataError::InvalidPartitions(format!(
+                        "a topic has at most {MAX_PARTITIONS} partitions, not {total}"
+                    )));
+                }
                 if *total <= existing {
                     return Err(MetadataError::InvalidPartitions(format!(
                         "topic {name} has {existing} partitions; the new count must be larger, got {total}"
                     )));
                 }
-                let replication_factor = topic.partitions[0].replicas.len() as u16;
+                // The target set while a reassignment runs: `replicas` is then old and new.
+                let first = &topic.partitions[0];
+                let replication_factor = first.target_replicas.as_ref().unwrap_or(&first.replicas).len() as u16;
                 // Continue the placement where partition `existing` would have gone.
                 let assignment = assign_replicas(&live, *total, replication_factor, cursor)?;
                 topic.partitions.extend(assignment.into_iter().skip(existing as usize).map(new_partition));

@@ -248,3 +248,12 @@ fn partitions_grow_and_topics_go() {
         Err(MetadataError::UnknownTopic("t".into()))
     );
 }
+
+#[test]
+fn absurd_partition_counts_are_refused_the_same_way_on_every_node() {
+    let mut cluster = Cluster::with_brokers(1);
+    assert!(matches!(cluster.create("huge", 4_000_000_000, 1), Err(MetadataError::InvalidPartitions(_))));
+    cluster.create("t", 1, 1).unwrap();
+    let grow = MetadataCommand::CreatePartitions { name: "t".into(), total: u32::MAX };
+    assert!(matches!(cluster.apply(grow), Err(MetadataError::InvalidPartitions(_))));
+}

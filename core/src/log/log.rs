@@ -688,16 +688,33 @@ impl Log {
     /// Writes the partition checkpoint as the state is now.
     fn write_checkpoint(&self) -> Result<(), LogError> {
         let _serial = lock_unit(&self.checkpoint_lock);
-        let (checkpoint, epochs) = {
-            let mut state = self.lock();
-            let log_start = state.log_start;
-            let epochs = state.epochs.truncate_from_start(log_start).then(|| state.epochs.clone());
-            (state.checkpoint(), epochs)
-        };
+        let checkpoint = self.lock().checkpoint();
         checkpoint.write(&self.dir)?;
-        // Epochs wholly below the log start go with it (written after it: a crash between
-        // the two leaves an extra old epoch, which answers nothing wrongly).
-        epochs.map_or(Ok(()), |epochs| epochs.write(&self.dir))
+        // Epochs wholly below the log start go with it (after it: a crash between the two
+        // leaves an extra old epoch, which answers nothing wrongly). The epoch file is only
+        // ever written under the state lock, so a stale copy never lands after a newer one.
+        let mut state = self.lock();
+        let log_start = state.log_start;
+        if state.epochs.truncate_from_start(log_start) {
+            state.epochs.write(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Records that leader epoch `epoch` starts at the current log end, as a broker does
+    /// when it becomes the partition's leader: followers asking OffsetForLeaderEpoch about
+    /// it get an answer before its first append. An epoch not newer than the latest changes
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if the checkpoint cannot be written.
+    pub fn assign_epoch(&self, epoch: i32) -> Result<(), LogError> {
+        let mut state = self.lock();
+        let log_end = state.log_end();
+        if state.epochs.assign(epoch, log_end) {
+            state.epochs.write(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Ends an append that stored offsets `first_offset..next`: releases the lock, then
@@ -817,15 +834,16 @@ impl Log {
                 BatchIter::new(state.sealed[&target].bytes()).map_while(Result::ok).for_each(|b| measure(&b));
             }
 
-            // 1. Every segment after the target goes.
-            let later: Vec<i64> = state.sealed.range(target + 1..).map(|(base, _)| *base).collect();
+            // 1. Every segment after the target goes, the newest first: a crash part-way
+            // leaves a shorter log, never one with a hole in it.
+            if state.active.base_offset > target {
+                state.active.paths.remove()?;
+            }
+            let later: Vec<i64> = state.sealed.range(target + 1..).map(|(base, _)| *base).rev().collect();
             for base in later {
                 let segment = state.sealed.remove(&base).expect("listed above");
                 state.unsynced.retain(|s| !Arc::ptr_eq(s, &segment));
                 segment.paths.remove()?;
-            }
-            if state.active.base_offset > target {
-                state.active.paths.remove()?;
             }
             // 2. The target's kept prefix replaces it: copied (by the kernel) into a new
             // file renamed over the old name, so readers keep the old one until they let go.
@@ -838,6 +856,8 @@ impl Log {
             let (active, _) = ActiveSegment::recover(&self.dir, target, interval, self.context.clock.now_ms())?;
             state.active = active;
             let new_end = state.log_end();
+            // The batch holding `offset` may have started below the log start.
+            state.log_start = state.log_start.min(new_end);
             state.recovery_point = state.recovery_point.min(target);
             state.clean_offset = state.clean_offset.min(new_end);
             state.producers = rebuild_producers(&state.sealed, &state.active)?;
