@@ -34,6 +34,13 @@ impl BrokerSessions {
         self.deadlines = brokers.into_iter().map(|b| (b, now + self.timeout)).collect();
     }
 
+    /// Gives a session starting at `now` to each of `brokers` that has none.
+    pub fn watch(&mut self, brokers: impl IntoIterator<Item = BrokerId>, now: Instant) {
+        for broker in brokers {
+            self.deadlines.entry(broker).or_insert(now + self.timeout);
+        }
+    }
+
     /// Brokers whose session has run out by `now`, in id order.
     pub fn expired(&self, now: Instant) -> Vec<BrokerId> {
         self.deadlines.iter().filter(|(_, deadline)| **deadline <= now).map(|(b, _)| *b).collect()
@@ -66,6 +73,8 @@ mod tests {
         assert_eq!(sessions.expired(start + 3 * second), vec![1, 2]);
         sessions.forget(2);
         assert_eq!(sessions.expired(start + 3 * second), vec![1]);
+        sessions.watch([1, 2], start + 3 * second);
+        assert_eq!(sessions.expired(start + 4 * second), vec![1], "1 keeps its session; 2 gets a fresh one");
     }
 
     #[test]

@@ -88,8 +88,9 @@ pub struct Controller {
     shared: Arc<Shared>,
     server: JoinHandle<()>,
     liveness: JoinHandle<()>,
-    /// Connections to other nodes, for forwarded proposals and heartbeats.
-    peers: Mutex<BTreeMap<String, PeerClient>>,
+    /// Connections to other nodes, for forwarded proposals and heartbeats; one lock each,
+    /// so a slow peer holds up only its own callers.
+    peers: std::sync::Mutex<BTreeMap<String, Arc<Mutex<PeerClient>>>>,
 }
 
 /// What the listener, the liveness task and the API share.
@@ -147,7 +148,7 @@ impl Controller {
         let shared = Arc::new(Shared { config, raft, image, sessions });
         let server = tokio::spawn(serve(listener, Arc::clone(&shared)));
         let liveness = tokio::spawn(watch_sessions(Arc::clone(&shared)));
-        let controller = Self { shared, server, liveness, peers: Mutex::new(BTreeMap::new()) };
+        let controller = Self { shared, server, liveness, peers: std::sync::Mutex::new(BTreeMap::new()) };
         controller.form_quorum().await?;
         Ok(controller)
     }
@@ -201,7 +202,8 @@ impl Controller {
         loop {
             let attempt = match &leader_hint {
                 Some((id, addr)) if *id != self.shared.config.node_id => {
-                    match self.forward(addr, ControllerRequest::Propose(command.clone())).await {
+                    match self.forward(addr, ControllerRequest::Propose(command.clone()), Duration::from_secs(5)).await
+                    {
                         Ok(ControllerResponse::Propose(answer)) => answer,
                         Ok(other) => Err(ProposeError::Quorum(format!("unexpected answer {other:?}"))),
                         Err(e) => Err(e),
@@ -226,10 +228,18 @@ impl Controller {
     }
 
     /// Sends `request` to the node at `addr` (the active controller, as far as we know).
-    async fn forward(&self, addr: &str, request: ControllerRequest) -> Result<ControllerResponse, ProposeError> {
-        let mut peers = self.peers.lock().await;
-        let client = peers.entry(addr.to_owned()).or_insert_with(|| PeerClient::new(addr));
-        client.call(&request, Duration::from_secs(5)).await.map_err(|e| ProposeError::Quorum(format!("{addr}: {e}")))
+    async fn forward(
+        &self,
+        addr: &str,
+        request: ControllerRequest,
+        timeout: Duration,
+    ) -> Result<ControllerResponse, ProposeError> {
+        let peer = {
+            let mut peers = self.peers.lock().expect("peers lock");
+            Arc::clone(peers.entry(addr.to_owned()).or_insert_with(|| Arc::new(Mutex::new(PeerClient::new(addr)))))
+        };
+        let mut client = peer.lock().await;
+        client.call(&request, timeout).await.map_err(|e| ProposeError::Quorum(format!("{addr}: {e}")))
     }
 
     /// Registers broker `id` (a new incarnation) and returns its broker epoch.
@@ -263,7 +273,10 @@ impl Controller {
         let Some((_, addr)) = self.shared.known_leader() else {
             return Err(ProposeError::NotLeader { leader: None });
         };
-        match self.forward(&addr, ControllerRequest::BrokerHeartbeat(heartbeat)).await? {
+        // Within one heartbeat interval, so a controller that vanished without a reset does
+        // not hold the next heartbeat (to its successor) past the broker's session.
+        let timeout = self.shared.config.broker_heartbeat_interval;
+        match self.forward(&addr, ControllerRequest::BrokerHeartbeat(heartbeat), timeout).await? {
             ControllerResponse::BrokerHeartbeat(reply) => reply,
             other => Err(ProposeError::Quorum(format!("unexpected answer {other:?}"))),
         }
@@ -359,33 +372,45 @@ async fn handle_heartbeat(shared: &Shared, heartbeat: BrokerHeartbeat) -> Result
 async fn watch_sessions(shared: Arc<Shared>) {
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut active = false;
+    // The Raft term this node has been the active controller in, if it is.
+    let mut active_term: Option<u64> = None;
     loop {
         ticker.tick().await;
-        if !shared.is_leader() {
-            if active {
+        let (leader, term) = {
+            let metrics = shared.raft.metrics();
+            let metrics = metrics.borrow();
+            (metrics.current_leader == Some(shared.config.node_id), metrics.current_term)
+        };
+        if !leader {
+            if active_term.take().is_some() {
                 shared.sessions.lock().expect("sessions lock").clear();
-                active = false;
             }
             continue;
         }
         let now = std::time::Instant::now();
         let image = shared.image.borrow().clone();
-        if !active {
-            // Heartbeats went to the previous controller: start everyone afresh.
-            let live = image.brokers.values().filter(|b| !b.fenced).map(|b| b.id);
-            shared.sessions.lock().expect("sessions lock").restart(live, now);
-            active = true;
+        let live: Vec<BrokerId> = image.brokers.values().filter(|b| !b.fenced).map(|b| b.id).collect();
+        if active_term != Some(term) {
+            // A new term as active controller (even one regained within a tick): heartbeats
+            // went to someone else meanwhile, so everyone starts afresh.
+            shared.sessions.lock().expect("sessions lock").restart(live.iter().copied(), now);
+            active_term = Some(term);
             continue;
         }
+        // Brokers unfenced by entries applied since (this node's image may have lagged the
+        // log when it took over) get a session too.
+        shared.sessions.lock().expect("sessions lock").watch(live.iter().copied(), now);
         let expired = shared.sessions.lock().expect("sessions lock").expired(now);
         for id in expired {
-            shared.sessions.lock().expect("sessions lock").forget(id);
-            if image.brokers.get(&id).is_some_and(|b| !b.fenced) {
-                tracing::warn!(broker = id, "broker missed its session; fencing it");
-                if let Err(e) = propose_locally(&shared.raft, MetadataCommand::FenceBroker { id }).await {
-                    tracing::warn!(broker = id, error = %e, "could not fence broker");
-                }
+            if !live.contains(&id) {
+                shared.sessions.lock().expect("sessions lock").forget(id);
+                continue;
+            }
+            tracing::warn!(broker = id, "broker missed its session; fencing it");
+            match propose_locally(&shared.raft, MetadataCommand::FenceBroker { id }).await {
+                // Forgotten only once the fence is applied; otherwise tried again next tick.
+                Ok(_) => shared.sessions.lock().expect("sessions lock").forget(id),
+                Err(e) => tracing::warn!(broker = id, error = %e, "could not fence broker; retrying"),
             }
         }
     }
