@@ -89,8 +89,13 @@ pub async fn read_message<T: DeserializeOwned>(stream: &mut (impl AsyncReadExt +
             format!("controller frame of {len} bytes is over the limit of {MAX_FRAME_BYTES}"),
         ));
     }
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body).await?;
+    // Grown as bytes arrive, not allocated at the claimed size: a peer that claims 64 MiB
+    // and sends nothing costs nothing.
+    let mut body = Vec::new();
+    stream.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "controller frame cut short"));
+    }
     serde_json::from_slice(&body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 

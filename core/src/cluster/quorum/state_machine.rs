@@ -78,7 +78,13 @@ impl RaftSnapshotBuilder<TypeConfig> for MetadataStateMachine {
             None => "empty".to_owned(),
         };
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership, snapshot_id };
-        self.db.put_meta(vec![(SNAPSHOT_META, to_json(&meta)?), (SNAPSHOT_DATA, to_json(&data)?)]).await?;
+        let index = meta.last_log_id.map(|id| id.index);
+        if !self.db.put_snapshot(index, to_json(&meta)?, to_json(&data)?).await? {
+            // A newer snapshot was installed meanwhile; it stays, and is what we offer.
+            if let Some(current) = self.get_current_snapshot().await? {
+                return Ok(current);
+            }
+        }
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }

@@ -90,6 +90,41 @@ impl ControllerDb {
     }
 }
 
+impl ControllerDb {
+    /// Stores a snapshot unless the one stored is at least as recent: openraft builds
+    /// snapshots in a task of their own, so an older build can finish after a newer
+    /// snapshot was installed, and must not replace it. Returns whether it was stored.
+    pub(super) async fn put_snapshot(
+        &self,
+        last_applied: Option<u64>,
+        meta: Vec<u8>,
+        data: Vec<u8>,
+    ) -> StoreResult<bool> {
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(write_err)?;
+            let stored = {
+                let mut table = txn.open_table(META).map_err(write_err)?;
+                let current: Option<openraft::SnapshotMeta<NodeId, super::Node>> =
+                    match table.get(SNAPSHOT_META).map_err(write_err)? {
+                        Some(value) => Some(serde_json::from_slice(value.value()).map_err(read_err)?),
+                        None => None,
+                    };
+                let newer = current.and_then(|m| m.last_log_id).map(|id| id.index);
+                if newer.is_some() && newer >= last_applied {
+                    false
+                } else {
+                    table.insert(SNAPSHOT_META, meta.as_slice()).map_err(write_err)?;
+                    table.insert(SNAPSHOT_DATA, data.as_slice()).map_err(write_err)?;
+                    true
+                }
+            };
+            txn.commit().map_err(write_err)?;
+            Ok(stored)
+        })
+        .await
+    }
+}
+
 pub(super) fn to_json<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
     serde_json::to_vec(value).map_err(write_err)
 }
