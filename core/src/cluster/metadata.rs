@@ -124,8 +124,11 @@ pub enum MetadataCommand {
         epoch: i64,
     },
     /// The broker missed its session (or shut down): its leaderships move, it leaves ISRs.
+    /// Carries the epoch of the incarnation the decision was about, so a fence decided
+    /// just before the broker registered again does not fence the new incarnation.
     FenceBroker {
         id: BrokerId,
+        epoch: i64,
     },
     CreateTopic {
         name: String,
@@ -259,8 +262,11 @@ impl MetadataImage {
                 self.elect_offline_leaders();
                 Ok(MetadataOutcome::Done)
             }
-            MetadataCommand::FenceBroker { id } => {
+            MetadataCommand::FenceBroker { id, epoch } => {
                 let broker = self.brokers.get_mut(id).ok_or(MetadataError::UnknownBroker(*id))?;
+                if broker.epoch != *epoch {
+                    return Err(MetadataError::StaleBrokerEpoch { id: *id, given: *epoch, current: broker.epoch });
+                }
                 broker.fenced = true;
                 self.fence_leaderships(*id);
                 Ok(MetadataOutcome::Done)

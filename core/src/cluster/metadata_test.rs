@@ -52,6 +52,12 @@ impl Cluster {
         })
     }
 
+    /// Fences the current incarnation of broker `id`.
+    fn fence(&mut self, id: BrokerId) -> Result<MetadataOutcome, MetadataError> {
+        let epoch = self.image.brokers[&id].epoch;
+        self.apply(MetadataCommand::FenceBroker { id, epoch })
+    }
+
     fn partition(&self, topic: &str, partition: u32) -> PartitionRegistration {
         self.image.partition(topic, partition).expect("partition exists").clone()
     }
@@ -91,7 +97,7 @@ fn fencing_the_leader_elects_the_next_in_sync_replica_with_a_new_epoch() {
     let mut cluster = Cluster::with_brokers(3);
     cluster.create("t", 1, 3).unwrap();
     let before = cluster.partition("t", 0);
-    cluster.apply(MetadataCommand::FenceBroker { id: before.leader }).unwrap();
+    cluster.fence(before.leader).unwrap();
     let after = cluster.partition("t", 0);
     assert_ne!(after.leader, before.leader);
     assert_eq!(after.leader, before.replicas[1], "the next replica in assignment order");
@@ -108,7 +114,7 @@ fn the_last_in_sync_replica_stays_recorded_and_leads_again_when_it_returns() {
     let replicas = cluster.partition("t", 0).replicas;
     // Followers fall out of the ISR first; then the leader dies.
     cluster.alter_isr("t", 0, vec![replicas[0]]).unwrap();
-    cluster.apply(MetadataCommand::FenceBroker { id: replicas[0] }).unwrap();
+    cluster.fence(replicas[0]).unwrap();
     let offline = cluster.partition("t", 0);
     assert_eq!(offline.leader, NO_LEADER, "no clean candidate: the partition goes offline");
     assert_eq!(offline.isr, vec![replicas[0]], "the last in-sync replica stays recorded");
@@ -129,7 +135,7 @@ fn unclean_election_lets_an_out_of_sync_replica_lead_alone() {
     cluster.create("t", 1, 2).unwrap();
     let replicas = cluster.partition("t", 0).replicas;
     cluster.alter_isr("t", 0, vec![replicas[0]]).unwrap();
-    cluster.apply(MetadataCommand::FenceBroker { id: replicas[0] }).unwrap();
+    cluster.fence(replicas[0]).unwrap();
     assert_eq!(cluster.partition("t", 0).leader, NO_LEADER);
     let configs = BTreeMap::from([(UNCLEAN_LEADER_ELECTION.to_owned(), "true".to_owned())]);
     cluster.apply(MetadataCommand::AlterTopicConfigs { name: "t".into(), configs }).unwrap();
@@ -162,7 +168,7 @@ fn alter_partition_is_fenced_by_leader_and_partition_epochs() {
     // The same request again is now stale.
     assert!(matches!(cluster.apply(shrink(0, 0, two)), Err(MetadataError::InvalidUpdateVersion { .. })));
     // A fenced replica may not be added back.
-    cluster.apply(MetadataCommand::FenceBroker { id: p.replicas[2] }).unwrap();
+    cluster.fence(p.replicas[2]).unwrap();
     assert_eq!(cluster.alter_isr("t", 0, p.replicas.clone()), Err(MetadataError::IneligibleReplica(p.replicas[2])));
 }
 
@@ -216,7 +222,7 @@ fn preferred_leader_election_moves_leadership_back_when_the_preferred_replica_is
     let mut cluster = Cluster::with_brokers(3);
     cluster.create("t", 1, 3).unwrap();
     let preferred = cluster.partition("t", 0).replicas[0];
-    cluster.apply(MetadataCommand::FenceBroker { id: preferred }).unwrap();
+    cluster.fence(preferred).unwrap();
     cluster.start(preferred);
     assert_ne!(cluster.partition("t", 0).leader, preferred);
     let elect = || MetadataCommand::ElectPreferredLeader { topic: "t".into(), partition: 0 };
@@ -256,4 +262,14 @@ fn absurd_partition_counts_are_refused_the_same_way_on_every_node() {
     cluster.create("t", 1, 1).unwrap();
     let grow = MetadataCommand::CreatePartitions { name: "t".into(), total: u32::MAX };
     assert!(matches!(cluster.apply(grow), Err(MetadataError::InvalidPartitions(_))));
+}
+
+#[test]
+fn a_fence_decided_for_an_old_incarnation_does_not_fence_the_new_one() {
+    let mut cluster = Cluster::with_brokers(2);
+    let old_epoch = cluster.image.brokers[&2].epoch;
+    cluster.start(2);
+    let stale = cluster.apply(MetadataCommand::FenceBroker { id: 2, epoch: old_epoch });
+    assert!(matches!(stale, Err(MetadataError::StaleBrokerEpoch { .. })));
+    assert!(!cluster.image.brokers[&2].fenced);
 }

@@ -338,7 +338,8 @@ impl Sim {
         for id in BROKERS {
             let silent = now.duration_since(self.last_heartbeat[&id]) > SESSION;
             if silent && self.image.brokers.get(&id).is_some_and(|b| !b.fenced) {
-                self.control(MetadataCommand::FenceBroker { id });
+                let epoch = self.image.brokers[&id].epoch;
+                self.control(MetadataCommand::FenceBroker { id, epoch });
                 self.brokers.get_mut(&id).expect("broker").registered_epoch = None;
             }
         }

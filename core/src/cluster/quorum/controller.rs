@@ -407,7 +407,8 @@ async fn watch_sessions(shared: Arc<Shared>) {
                 continue;
             }
             tracing::warn!(broker = id, "broker missed its session; fencing it");
-            match propose_locally(&shared.raft, MetadataCommand::FenceBroker { id }).await {
+            let epoch = image.brokers[&id].epoch;
+            match propose_locally(&shared.raft, MetadataCommand::FenceBroker { id, epoch }).await {
                 // Forgotten only once the fence is applied; otherwise tried again next tick.
                 Ok(_) => shared.sessions.lock().expect("sessions lock").forget(id),
                 Err(e) => tracing::warn!(broker = id, error = %e, "could not fence broker; retrying"),
