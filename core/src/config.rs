@@ -26,6 +26,15 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
+/// Cluster mode's settings, derived from [`ServerConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The controller quorum's voters by node id.
+    pub voters: BTreeMap<u64, String>,
+    /// Where this node's controller listener binds (and is reached).
+    pub controller_listen: String,
+}
+
 /// Everything `headwater serve` needs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -55,6 +64,21 @@ pub struct ServerConfig {
     /// `log.retention.check.interval.ms`: how often retention and compaction run.
     #[serde(rename = "log.retention.check.interval.ms")]
     pub retention_check_interval_ms: u64,
+    /// Where this node's controller listener binds (cluster mode). Defaults to this node's
+    /// address in `voters`.
+    pub controller_listen: Option<SocketAddr>,
+    /// The controller quorum, `ID@HOST:PORT,...` (Kafka's `controller.quorum.voters`).
+    /// Absent: a single node, as before.
+    pub voters: Option<String>,
+    /// `default.replication.factor`: replicas of a topic created without one (by a client's
+    /// CreateTopics with -1, or automatically).
+    #[serde(rename = "default.replication.factor")]
+    pub default_replication_factor: i16,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for this long leaves
+    /// the ISR. Kafka's default is 30 s; 10 s here keeps an acks=all stall after a
+    /// follower dies short (docs/design/0005).
+    #[serde(rename = "replica.lag.time.max.ms")]
+    pub replica_lag_time_max_ms: u64,
     /// Defaults for every topic's config, with Kafka's names (`retention.ms`, ...).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -73,6 +97,10 @@ impl Default for ServerConfig {
             socket_request_max_bytes: 104_857_600,
             max_connections: 1000,
             retention_check_interval_ms: 300_000,
+            controller_listen: None,
+            voters: None,
+            default_replication_factor: 1,
+            replica_lag_time_max_ms: 10_000,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -111,7 +139,73 @@ impl ServerConfig {
         }
         LogConfig::from_overrides(&self.topic_defaults)
             .map_err(|error| ConfigError::Invalid { name: "topic_defaults", reason: error.to_string() })?;
+        if self.default_replication_factor < 1 {
+            return Err(ConfigError::Invalid {
+                name: "default.replication.factor",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.replica_lag_time_max_ms == 0 {
+            return Err(ConfigError::Invalid { name: "replica.lag.time.max.ms", reason: "must be at least 1".into() });
+        }
+        if self.voters.is_some() {
+            self.cluster()?;
+        }
         Ok(())
+    }
+
+    /// The quorum voters by node id, parsed from `voters`; empty without it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for an entry that is not `ID@HOST:PORT`, or a repeated id.
+    pub fn voters(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid { name: "voters", reason };
+        let mut voters = BTreeMap::new();
+        let Some(text) = &self.voters else { return Ok(voters) };
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (id, addr) = entry.split_once('@').ok_or_else(|| invalid(format!("{entry:?} is not ID@HOST:PORT")))?;
+            let id: u64 = id.parse().map_err(|_| invalid(format!("{id:?} in {entry:?} is not a node id")))?;
+            let port_ok =
+                addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(invalid(format!("{addr:?} in {entry:?} is not HOST:PORT")));
+            }
+            if voters.insert(id, addr.to_string()).is_some() {
+                return Err(invalid(format!("node {id} is named twice")));
+            }
+        }
+        if voters.is_empty() {
+            return Err(invalid("names no voter".into()));
+        }
+        Ok(voters)
+    }
+
+    /// Cluster mode's settings: the voters and where this node's controller listener binds,
+    /// or `None` for a single node.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for bad voters, or a node that is not a voter (broker-only
+    /// nodes are not served yet).
+    pub fn cluster(&self) -> Result<Option<ClusterConfig>, ConfigError> {
+        if self.voters.is_none() {
+            return Ok(None);
+        }
+        let voters = self.voters()?;
+        if !(0..1024).contains(&self.node_id) {
+            // Producer ids are interleaved by node id with a stride of 1024.
+            return Err(ConfigError::Invalid {
+                name: "node_id",
+                reason: "must be between 0 and 1023 in a cluster".into(),
+            });
+        }
+        let Some(own) = voters.get(&(self.node_id as u64)).cloned() else {
+            return Err(ConfigError::Invalid {
+                name: "voters",
+                reason: format!("node {} is not among the voters; broker-only nodes are not served yet", self.node_id),
+            });
+        };
+        let listen = self.controller_listen.map_or(own, |addr| addr.to_string());
+        Ok(Some(ClusterConfig { voters, controller_listen: listen }))
     }
 
     /// The `(host, port)` clients should connect to.

@@ -155,7 +155,7 @@ async fn a_broker_that_stops_heartbeating_is_fenced_and_comes_back_when_it_resta
         .iter()
         .map(|n| {
             let id = n.config.node_id as BrokerId;
-            n.controller.as_ref().unwrap().run_broker(id, "127.0.0.1".into(), 9000 + id as u16)
+            ready_broker(n.controller.as_ref().unwrap(), id)
         })
         .collect();
     let any = nodes[0].controller.as_ref().unwrap();
@@ -173,7 +173,7 @@ async fn a_broker_that_stops_heartbeating_is_fenced_and_comes_back_when_it_resta
     assert!(fenced.topics["t"].partitions.iter().all(|p| p.leader != victim && p.isr.len() == 2));
 
     let controller = nodes[(victim - 1) as usize].controller.as_ref().unwrap();
-    heartbeats[(victim - 1) as usize] = controller.run_broker(victim, "127.0.0.1".into(), 9000 + victim as u16);
+    heartbeats[(victim - 1) as usize] = ready_broker(controller, victim);
     let back = image_where(any, |i| i.brokers.get(&victim).is_some_and(|b| !b.fenced)).await;
     assert!(back.brokers[&victim].epoch > fenced.brokers[&victim].epoch, "a new incarnation, a new epoch");
     for task in heartbeats {
@@ -192,7 +192,7 @@ async fn when_the_active_controller_dies_with_its_broker_the_new_one_fences_it()
         .iter()
         .map(|n| {
             let id = n.config.node_id as BrokerId;
-            n.controller.as_ref().unwrap().run_broker(id, "127.0.0.1".into(), 9000 + id as u16)
+            ready_broker(n.controller.as_ref().unwrap(), id)
         })
         .collect();
     let leader = leader_of(&nodes).await;
@@ -249,4 +249,11 @@ async fn malformed_and_oversized_controller_frames_are_dropped_and_the_quorum_ca
     for node in nodes {
         node.controller.unwrap().shutdown().await;
     }
+}
+
+/// Runs broker `id`'s registration and heartbeats, ready to be unfenced at once.
+fn ready_broker(controller: &Arc<Controller>, id: BrokerId) -> tokio::task::JoinHandle<()> {
+    let (registered, _) = tokio::sync::watch::channel(None);
+    let (_, ready) = tokio::sync::watch::channel(true);
+    controller.run_broker(id, "127.0.0.1".into(), 9000 + id as u16, registered, ready)
 }

@@ -12,8 +12,10 @@ use std::sync::Arc;
 static ALLOCATOR: headwater_core::alloc::GuardedAllocator = headwater_core::alloc::GuardedAllocator;
 
 use headwater_core::broker::Broker;
-use headwater_core::config::ServerConfig;
+use headwater_core::cluster::quorum::{Controller, ControllerConfig};
+use headwater_core::config::{ClusterConfig, ServerConfig};
 use headwater_core::log::{LogManager, LogManagerOptions};
+use headwater_core::partition::ReplicaManager;
 use headwater_core::protocol::Server;
 use headwater_core::record::{BatchIter, RecordBatch};
 
@@ -80,6 +82,15 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// This node's id [default: 0].
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// The controller quorum, ID@HOST:PORT,... (cluster mode) [default: a single node].
+    #[arg(long)]
+    voters: Option<String>,
+    /// Where this node's controller listener binds [default: its address in --voters].
+    #[arg(long)]
+    controller_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +100,9 @@ enum TopicCommand {
         name: String,
         #[arg(long, default_value_t = 1)]
         partitions: i32,
+        /// Replicas per partition [default: the broker's default.replication.factor].
+        #[arg(long, default_value_t = -1)]
+        replication_factor: i16,
         /// A topic config, KEY=VALUE with Kafka's names (repeatable).
         #[arg(long = "config", value_parser = parse_key_value)]
         configs: Vec<(String, String)>,
@@ -322,6 +336,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(metrics) = args.metrics_listen {
         config.metrics_listen = Some(metrics);
     }
+    if let Some(node_id) = args.node_id {
+        config.node_id = node_id;
+    }
+    if let Some(voters) = args.voters {
+        config.voters = Some(voters);
+    }
+    if let Some(listen) = args.controller_listen {
+        config.controller_listen = Some(listen);
+    }
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run_server(config))
@@ -344,8 +367,15 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
     logs.start_maintenance(std::time::Duration::from_millis(config.retention_check_interval_ms));
-    let broker = Arc::new(Broker::new(Arc::clone(&logs), config.clone())?);
-    let server = Server::new(listener, broker, config.max_connections, config.socket_request_max_bytes);
+    let cluster = match config.cluster()? {
+        None => None,
+        Some(cluster) => Some(start_cluster_node(&config, cluster, Arc::clone(&logs)).await?),
+    };
+    let broker = match &cluster {
+        None => Broker::new(Arc::clone(&logs), config.clone())?,
+        Some(node) => Broker::clustered(Arc::clone(&logs), config.clone(), Arc::clone(&node.replicas))?,
+    };
+    let server = Server::new(listener, Arc::new(broker), config.max_connections, config.socket_request_max_bytes);
     let handle = server.handle();
     // One line on stdout that scripts can wait for.
     println!("headwater listening on {} (data dir {})", server.local_addr()?, config.data_dir.display());
@@ -354,9 +384,46 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections, finishing requests, flushing logs");
     handle.shutdown();
     running.await?;
+    if let Some(node) = cluster {
+        node.heartbeats.abort();
+        node.replicas.shutdown();
+        node.controller.shutdown().await;
+    }
     tokio::task::spawn_blocking(move || logs.close()).await??;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The parts of a cluster node beside its Kafka listener.
+struct ClusterNode {
+    controller: Arc<Controller>,
+    replicas: Arc<ReplicaManager>,
+    heartbeats: tokio::task::JoinHandle<()>,
+}
+
+/// Starts this node's controller quorum member, its broker registration and heartbeats,
+/// and the replica manager that makes its logs follow the metadata.
+async fn start_cluster_node(
+    config: &ServerConfig,
+    cluster: ClusterConfig,
+    logs: Arc<LogManager>,
+) -> anyhow::Result<ClusterNode> {
+    let node_id = config.node_id;
+    let bind = &cluster.controller_listen;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen for controllers on {bind}"))?;
+    let advertised = cluster.voters.get(&(node_id as u64)).cloned().unwrap_or_else(|| bind.clone());
+    let controller_config = ControllerConfig::new(node_id as u64, advertised, cluster.voters, config.data_dir.clone());
+    let controller = Arc::new(Controller::start(controller_config, listener).await?);
+    let (registered_tx, registered) = tokio::sync::watch::channel(None);
+    let (ready, ready_rx) = tokio::sync::watch::channel(false);
+    let lag_max = std::time::Duration::from_millis(config.replica_lag_time_max_ms);
+    let replicas = ReplicaManager::start(node_id, logs, Arc::clone(&controller), lag_max, registered, ready);
+    let (host, port) = config.advertised()?;
+    let heartbeats = controller.run_broker(node_id, host, port as u16, registered_tx, ready_rx);
+    tracing::info!(node = node_id, controller = %bind, "cluster node started");
+    Ok(ClusterNode { controller, replicas, heartbeats })
 }
 
 /// Installs the SIGTERM and SIGINT handlers now and returns a future that completes on
@@ -395,8 +462,10 @@ async fn topic(bootstrap: String, command: TopicCommand) -> anyhow::Result<()> {
     use headwater_core::client::Admin;
     let admin = Admin::connect(&bootstrap).await?;
     match command {
-        TopicCommand::Create { name, partitions, configs } => {
-            admin.create_topic(&name, partitions, &configs.into_iter().collect()).await?;
+        TopicCommand::Create { name, partitions, replication_factor, configs } => {
+            admin
+                .create_replicated_topic(&name, partitions, replication_factor, &configs.into_iter().collect())
+                .await?;
             println!("created topic {name} with {partitions} partition(s)");
         }
         TopicCommand::List => {

@@ -11,52 +11,42 @@ use kafka_protocol::messages::{
 };
 
 use super::describe_configs::TOPIC;
-use super::{Broker, error_code, str_bytes};
-use crate::log::{LogConfig, LogError};
+use super::{Broker, str_bytes};
 
 /// Applies (or, with `validate_only`, checks) a topic's new overrides: `(code, message)`.
-fn apply(
+async fn apply(
     broker: &Broker,
     topic: &str,
     overrides: BTreeMap<String, String>,
     validate_only: bool,
 ) -> (i16, Option<String>) {
-    let result = if validate_only {
-        match broker.logs.topic(topic) {
-            None => Err(LogError::UnknownTopicOrPartition { topic: topic.to_string(), partition: -1 }),
-            Some(_) => LogConfig::from_overrides(&overrides).map(drop),
-        }
-    } else {
-        broker.logs.alter_topic_config(topic, overrides)
-    };
-    match result {
+    match broker.alter_topic_config(topic, overrides, validate_only).await {
         Ok(()) => (0, None),
-        Err(error) => (error_code(&error), Some(error.to_string())),
+        Err(error) => (error.code, Some(error.message)),
     }
 }
 
-pub(super) fn handle(broker: &Broker, request: &AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = request
-        .resources
-        .iter()
-        .map(|resource| {
-            let (code, message) = if resource.resource_type != TOPIC {
-                (ResponseError::InvalidRequest.code(), Some("only topic configs can be altered".to_string()))
-            } else {
-                let overrides = resource
-                    .configs
-                    .iter()
-                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
-                    .collect();
-                apply(broker, &resource.resource_name, overrides, request.validate_only)
-            };
+pub(super) async fn handle(broker: &Broker, request: &AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in &request.resources {
+        let (code, message) = if resource.resource_type != TOPIC {
+            (ResponseError::InvalidRequest.code(), Some("only topic configs can be altered".to_string()))
+        } else {
+            let overrides = resource
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                .collect();
+            apply(broker, &resource.resource_name, overrides, request.validate_only).await
+        };
+        responses.push(
             AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone())
                 .with_error_code(code)
-                .with_error_message(message.map(str_bytes))
-        })
-        .collect();
+                .with_error_message(message.map(str_bytes)),
+        );
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -66,18 +56,17 @@ const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
-pub(super) fn handle_incremental(
+pub(super) async fn handle_incremental(
     broker: &Broker,
     request: &IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .iter()
-        .map(|resource| {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in &request.resources {
+        {
             let (code, message) = if resource.resource_type != TOPIC {
                 (ResponseError::InvalidRequest.code(), Some("only topic configs can be altered".to_string()))
-            } else if let Some(topic) = broker.logs.topic(&resource.resource_name) {
-                let mut overrides = topic.config.clone();
+            } else if let Some(current) = broker.topic_overrides(&resource.resource_name) {
+                let mut overrides = current;
                 let mut invalid = None;
                 for config in &resource.configs {
                     let name = config.name.to_string();
@@ -108,17 +97,19 @@ pub(super) fn handle_incremental(
                 }
                 match invalid {
                     Some(message) => (ResponseError::InvalidConfig.code(), Some(message)),
-                    None => apply(broker, &resource.resource_name, overrides, request.validate_only),
+                    None => apply(broker, &resource.resource_name, overrides, request.validate_only).await,
                 }
             } else {
                 (ResponseError::UnknownTopicOrPartition.code(), None)
             };
-            IncrementalResult::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone())
-                .with_error_code(code)
-                .with_error_message(message.map(str_bytes))
-        })
-        .collect();
+            responses.push(
+                IncrementalResult::default()
+                    .with_resource_type(resource.resource_type)
+                    .with_resource_name(resource.resource_name.clone())
+                    .with_error_code(code)
+                    .with_error_message(message.map(str_bytes)),
+            );
+        }
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

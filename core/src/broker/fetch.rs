@@ -1,26 +1,31 @@
 //! Fetch: whole batches from each partition, as stored. A long poll: when less than
-//! `min_bytes` is ready, the request waits up to `max_wait_ms`, woken by appends.
+//! `min_bytes` is ready, the request waits up to `max_wait_ms`, woken by appends (or, for
+//! consumers in a cluster, by the high watermark moving).
+//!
+//! In a cluster only the leader serves, consumers up to the high watermark; a follower's
+//! fetch (its broker id in `replica_id`) reads up to the log end and moves the high
+//! watermark.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::sync::watch;
 
 use super::{Broker, error_code, since};
+use crate::log::Log;
+use crate::partition::{ReplicaManager, ReplicaStatus};
 
 pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     loop {
         // Subscribe before reading, so an append between the read and the wait wakes us.
-        let mut watches: Vec<_> = request
-            .topics
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.to_string(), p.partition)))
-            .filter_map(|(topic, partition)| broker.logs.get(&topic, partition).ok())
-            .map(|log| log.subscribe_log_end())
-            .collect();
+        let mut watches = subscribe(broker, &request);
         let (response, bytes, had_error) = read_once(broker, &request, version);
         let now = Instant::now();
         if bytes >= min_bytes.max(1) || had_error || now >= deadline || watches.is_empty() {
@@ -30,6 +35,41 @@ pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
         if tokio::time::timeout(deadline - now, changed).await.is_err() {
             return counted(read_once(broker, &request, version).0);
         }
+    }
+}
+
+/// What a waiting fetch wakes on: a follower on the log end (new batches to copy), a
+/// consumer in a cluster on the high watermark (new batches it may see).
+enum Watch {
+    LogEnd(watch::Receiver<i64>),
+    Replica(watch::Receiver<ReplicaStatus>),
+}
+
+impl Watch {
+    async fn changed(&mut self) {
+        let closed = match self {
+            Watch::LogEnd(w) => w.changed().await.is_err(),
+            Watch::Replica(w) => w.changed().await.is_err(),
+        };
+        if closed {
+            // The partition went away: nothing more will wake this watch.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<Watch> {
+    let follower = request.replica_id.0 >= 0;
+    let wanted = request.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.topic.as_str(), p.partition)));
+    match &broker.cluster {
+        None => wanted
+            .filter_map(|(t, p)| broker.logs.get(t, p).ok())
+            .map(|l| Watch::LogEnd(l.subscribe_log_end()))
+            .collect(),
+        Some(cluster) => wanted
+            .filter_map(|(t, p)| cluster.replica(t, p))
+            .map(|r| if follower { Watch::LogEnd(r.log.subscribe_log_end()) } else { Watch::Replica(r.subscribe()) })
+            .collect(),
     }
 }
 
@@ -68,24 +108,34 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
         for wanted in &topic.partitions {
             let mut data =
                 PartitionData::default().with_partition_index(wanted.partition).with_records(Some(Bytes::new()));
-            let log = match broker.logs.get(&name, wanted.partition) {
-                Ok(log) => log,
-                Err(error) => {
+            // Where reading stops: the log end for one broker and for followers, the high
+            // watermark for consumers in a cluster.
+            let located = match &broker.cluster {
+                None => broker.logs.get(&name, wanted.partition).map(|log| (log, None)).map_err(|e| error_code(&e)),
+                Some(cluster) => locate(cluster, &name, wanted, request.replica_id.0),
+            };
+            let (log, high_watermark) = match located {
+                Ok(found) => found,
+                Err(code) => {
                     had_error = true;
-                    partitions.push(data.with_error_code(error_code(&error)));
+                    partitions.push(data.with_error_code(code));
                     continue;
                 }
             };
             let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
-            let result =
-                if limit == 0 && total > 0 { Ok(None) } else { log.read(wanted.fetch_offset, None, limit).map(Some) };
+            let result = if limit == 0 && total > 0 {
+                Ok(None)
+            } else {
+                log.read(wanted.fetch_offset, high_watermark.filter(|_| request.replica_id.0 < 0), limit).map(Some)
+            };
             match result {
                 Ok(read) => {
                     let (log_start, log_end) =
                         read.as_ref().map_or((log.log_start(), log.log_end()), |r| (r.log_start, r.log_end));
+                    let high_watermark = high_watermark.unwrap_or(log_end);
                     data = data
-                        .with_high_watermark(log_end)
-                        .with_last_stable_offset(log_end)
+                        .with_high_watermark(high_watermark)
+                        .with_last_stable_offset(high_watermark)
                         .with_log_start_offset(since(version, 5, log_start, -1));
                     if let Some(read) = read {
                         // Only the first batch of the whole response may exceed max_bytes.
@@ -103,7 +153,7 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                     had_error = true;
                     data = data
                         .with_error_code(error_code(&error))
-                        .with_high_watermark(log.log_end())
+                        .with_high_watermark(high_watermark.unwrap_or_else(|| log.log_end()))
                         .with_log_start_offset(since(version, 5, log.log_start(), -1));
                 }
             }
@@ -117,4 +167,30 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
         );
     }
     (FetchResponse::default().with_responses(topics), total, had_error)
+}
+
+/// A cluster's partition for a fetch: its log and the high watermark, after the checks a
+/// leader makes. A follower's fetch (`replica_id >= 0`) also tells the leader how far the
+/// follower has got.
+fn locate(
+    cluster: &Arc<ReplicaManager>,
+    topic: &str,
+    wanted: &FetchPartition,
+    replica_id: i32,
+) -> Result<(Arc<Log>, Option<i64>), i16> {
+    let Some(replica) = cluster.replica(topic, wanted.partition) else {
+        let known = cluster.image().partition(topic, wanted.partition as u32).is_some();
+        let code = if known { ResponseError::NotLeaderOrFollower } else { ResponseError::UnknownTopicOrPartition };
+        return Err(code.code());
+    };
+    let epoch = wanted.current_leader_epoch;
+    let high_watermark = if replica_id >= 0 {
+        let (hw, actions) =
+            replica.on_follower_fetch(replica_id, wanted.fetch_offset, epoch, Instant::now()).map_err(|e| e.code())?;
+        cluster.act(&replica, actions);
+        hw
+    } else {
+        replica.check_leader(epoch).map_err(|e| e.code())?.high_watermark
+    };
+    Ok((Arc::clone(&replica.log), Some(high_watermark)))
 }

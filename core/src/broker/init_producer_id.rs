@@ -16,16 +16,24 @@ use crate::log::{LogError, write_atomically};
 const FILE: &str = "producer-ids";
 /// Ids reserved per write: one fsync per thousand producers.
 const BLOCK: i64 = 1000;
+/// In a cluster, broker N hands out ids `k * NODE_STRIDE + N`: unique across brokers
+/// without a round trip to the controller, for node ids below the stride.
+pub(super) const NODE_STRIDE: i32 = 1024;
 
 #[derive(Debug)]
 pub(super) struct ProducerIdAllocator {
     path: PathBuf,
-    /// (next id to hand out, end of the reserved block)
+    /// (next id to hand out, end of the reserved block), counted in strides
     state: Mutex<(i64, i64)>,
+    /// In a cluster: (this node's id, the stride).
+    stride: Option<(i32, i32)>,
 }
 
 impl ProducerIdAllocator {
-    pub(super) fn open(data_dir: &Path) -> Result<Self, LogError> {
+    pub(super) fn open(data_dir: &Path, stride: Option<(i32, i32)>) -> Result<Self, LogError> {
+        if let Some((node, stride)) = stride {
+            assert!((0..stride).contains(&node), "node id {node} outside the producer id stride {stride}");
+        }
         let path = data_dir.join(FILE);
         let reserved = match std::fs::read_to_string(&path) {
             Ok(text) => text.trim().parse::<i64>().map_err(|_| LogError::InvalidConfig {
@@ -36,7 +44,7 @@ impl ProducerIdAllocator {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
             Err(source) => return Err(LogError::Io { op: "read producer ids", path, source }),
         };
-        Ok(Self { path, state: Mutex::new((reserved, reserved)) })
+        Ok(Self { path, state: Mutex::new((reserved, reserved)), stride })
     }
 
     fn next(&self) -> Result<i64, LogError> {
@@ -46,9 +54,12 @@ impl ProducerIdAllocator {
             write_atomically(&self.path, end.to_string().as_bytes())?;
             state.1 = end;
         }
-        let id = state.0;
+        let n = state.0;
         state.0 += 1;
-        Ok(id)
+        Ok(match self.stride {
+            None => n,
+            Some((node, stride)) => n * i64::from(stride) + i64::from(node),
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 //!                      <──────────── Response (ResponseKind + version) ───────┘
 //! ```
 
+mod admin;
 mod alter_configs;
 mod api_versions;
 mod create_partitions;
@@ -43,6 +44,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 use crate::config::ServerConfig;
 use crate::group::GroupCoordinator;
 use crate::log::{Clock, LogError, LogManager, SystemClock};
+use crate::partition::ReplicaManager;
 
 /// A response ready to encode: its body, the version to encode it at, and the
 /// correlation id of the request it answers.
@@ -100,20 +102,50 @@ pub struct Broker {
     producer_ids: init_producer_id::ProducerIdAllocator,
     groups: Arc<GroupCoordinator>,
     clock: Arc<dyn Clock>,
+    /// In a cluster: this broker's replicas and the controller. `None` on a single node,
+    /// where every partition is led here and the log end is the high watermark.
+    cluster: Option<Arc<ReplicaManager>>,
 }
 
 impl Broker {
     /// # Errors
     /// An invalid advertised listener, or a producer id file that cannot be read.
     pub fn new(logs: Arc<LogManager>, config: ServerConfig) -> anyhow::Result<Self> {
+        Self::build(logs, config, None)
+    }
+
+    /// A broker of a cluster, serving the partitions `replicas` holds.
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn clustered(
+        logs: Arc<LogManager>,
+        config: ServerConfig,
+        replicas: Arc<ReplicaManager>,
+    ) -> anyhow::Result<Self> {
+        Self::build(logs, config, Some(replicas))
+    }
+
+    fn build(
+        logs: Arc<LogManager>,
+        config: ServerConfig,
+        cluster: Option<Arc<ReplicaManager>>,
+    ) -> anyhow::Result<Self> {
         let advertised = config.advertised()?;
-        let producer_ids = init_producer_id::ProducerIdAllocator::open(logs.data_dir())?;
+        // In a cluster every broker hands out ids; interleaving them by node id keeps them
+        // unique without asking the controller for each block.
+        let stride = if cluster.is_some() { Some((config.node_id, init_producer_id::NODE_STRIDE)) } else { None };
+        let producer_ids = init_producer_id::ProducerIdAllocator::open(logs.data_dir(), stride)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let groups = GroupCoordinator::start(Arc::clone(&logs), Arc::clone(&clock))?;
         // Stable per data dir would be better (a later issue stores cluster metadata);
-        // one id per broker process is what single-node clients need.
-        let cluster_id = format!("headwater-{}", config.node_id);
-        Ok(Self { logs, config, advertised, cluster_id, producer_ids, groups, clock })
+        // one id per broker process is what single-node clients need. A cluster's id is
+        // the same on every broker.
+        let cluster_id = match &cluster {
+            None => format!("headwater-{}", config.node_id),
+            Some(_) => "headwater-cluster".to_string(),
+        };
+        Ok(Self { logs, config, advertised, cluster_id, producer_ids, groups, clock, cluster })
     }
 
     pub fn logs(&self) -> &Arc<LogManager> {
@@ -138,7 +170,9 @@ impl Broker {
         let correlation_id = header.correlation_id;
         let (api_key, body) = match request {
             RequestKind::ApiVersions(r) => (ApiKey::ApiVersions, ResponseKind::ApiVersions(api_versions::handle(&r))),
-            RequestKind::Metadata(r) => (ApiKey::Metadata, ResponseKind::Metadata(metadata::handle(self, r, version))),
+            RequestKind::Metadata(r) => {
+                (ApiKey::Metadata, ResponseKind::Metadata(metadata::handle(self, r, version).await))
+            }
             RequestKind::Produce(r) => {
                 let acks = r.acks;
                 let response = produce::handle(self, r, version);
@@ -155,7 +189,7 @@ impl Broker {
                 (ApiKey::ListOffsets, ResponseKind::ListOffsets(list_offsets::handle(self, r, version)))
             }
             RequestKind::CreateTopics(r) => {
-                (ApiKey::CreateTopics, ResponseKind::CreateTopics(create_topics::handle(self, r, version)))
+                (ApiKey::CreateTopics, ResponseKind::CreateTopics(create_topics::handle(self, r, version).await))
             }
             RequestKind::FindCoordinator(r) => {
                 (ApiKey::FindCoordinator, ResponseKind::FindCoordinator(find_coordinator::handle(self, &r, version)))
@@ -193,14 +227,14 @@ impl Broker {
                 (ApiKey::DescribeConfigs, ResponseKind::DescribeConfigs(describe_configs::handle(self, &r, version)))
             }
             RequestKind::AlterConfigs(r) => {
-                (ApiKey::AlterConfigs, ResponseKind::AlterConfigs(alter_configs::handle(self, &r)))
+                (ApiKey::AlterConfigs, ResponseKind::AlterConfigs(alter_configs::handle(self, &r).await))
             }
             RequestKind::IncrementalAlterConfigs(r) => (
                 ApiKey::IncrementalAlterConfigs,
-                ResponseKind::IncrementalAlterConfigs(alter_configs::handle_incremental(self, &r)),
+                ResponseKind::IncrementalAlterConfigs(alter_configs::handle_incremental(self, &r).await),
             ),
             RequestKind::CreatePartitions(r) => {
-                (ApiKey::CreatePartitions, ResponseKind::CreatePartitions(create_partitions::handle(self, &r)))
+                (ApiKey::CreatePartitions, ResponseKind::CreatePartitions(create_partitions::handle(self, &r).await))
             }
             RequestKind::DeleteRecords(r) => {
                 (ApiKey::DeleteRecords, ResponseKind::DeleteRecords(delete_records::handle(self, &r)))
@@ -216,7 +250,7 @@ impl Broker {
                 (ApiKey::InitProducerId, ResponseKind::InitProducerId(init_producer_id::handle(self, &r)))
             }
             RequestKind::DeleteTopics(r) => {
-                (ApiKey::DeleteTopics, ResponseKind::DeleteTopics(delete_topics::handle(self, r, version)))
+                (ApiKey::DeleteTopics, ResponseKind::DeleteTopics(delete_topics::handle(self, r, version).await))
             }
             other => {
                 // `supports` keeps unknown APIs from being decoded at all.

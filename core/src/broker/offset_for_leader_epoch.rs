@@ -19,6 +19,19 @@ pub(super) fn handle(broker: &Broker, request: &OffsetForLeaderEpochRequest) -> 
                 .iter()
                 .map(|p| {
                     let answer = EpochEndOffset::default().with_partition(p.partition);
+                    if let Some(cluster) = &broker.cluster {
+                        // Only the leader answers, at the epoch the asker believes current.
+                        let Some(replica) = cluster.replica(&topic.topic, p.partition) else {
+                            return answer.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                        };
+                        if let Err(error) = replica.check_leader(p.current_leader_epoch) {
+                            return answer.with_error_code(error.code());
+                        }
+                        return match replica.log.end_offset_for_epoch(p.leader_epoch) {
+                            Some((epoch, end)) => answer.with_leader_epoch(epoch).with_end_offset(end),
+                            None => answer.with_leader_epoch(-1).with_end_offset(-1),
+                        };
+                    }
                     match broker.logs.get(&topic.topic, p.partition) {
                         Err(error) => answer.with_error_code(error_code(&error)),
                         // A client that knows a newer epoch than ours is ahead of this broker.

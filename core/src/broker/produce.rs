@@ -6,6 +6,7 @@
 //! appending the requests behind this one, so one connection's requests share group
 //! commits instead of each paying a whole fsync in turn.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -13,6 +14,8 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{Broker, error_code, since, str_bytes};
+use crate::log::{AppendInfo, Log};
+use crate::partition::{Replica, ReplicaManager};
 
 pub(super) fn handle(
     broker: &Broker,
@@ -21,8 +24,8 @@ pub(super) fn handle(
 ) -> impl Future<Output = ProduceResponse> + Send + 'static {
     let acks = request.acks;
     let mut responses = Vec::with_capacity(request.topic_data.len());
-    // (topic index, partition index, log, offset that must be flushed)
-    let mut flushes = Vec::new();
+    // (topic index, partition index, what its acknowledgement waits for)
+    let mut waits = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.to_string();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -36,21 +39,18 @@ pub(super) fn handle(
                 partitions.push(response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()));
                 continue;
             }
-            let log = match broker.logs.get(&name, data.index) {
-                Ok(log) => log,
-                Err(error) => {
-                    partitions.push(response.with_error_code(error_code(&error)));
-                    continue;
-                }
-            };
             let Some(records) = data.records else {
                 partitions.push(response.with_error_code(ResponseError::InvalidRecord.code()));
                 continue;
             };
             // Straight from the request's buffer: the log patches offsets as it writes.
             let batches = records;
-            match log.append(&batches, 0) {
-                Ok(info) => {
+            let appended = match &broker.cluster {
+                None => append_single(broker, &name, data.index, &batches, acks),
+                Some(cluster) => append_replicated(cluster, &name, data.index, &batches, acks),
+            };
+            match appended {
+                Ok((info, wait)) => {
                     if !info.duplicate {
                         let records = info.last_offset - info.first_offset + 1;
                         metrics::counter!(crate::metrics::BYTES_IN, "topic" => name.clone())
@@ -64,18 +64,16 @@ pub(super) fn handle(
                         info.log_start,
                         -1,
                     ));
-                    // acks=all waits for the fsync once `flush.messages` offsets are
-                    // unflushed (by default, always).
-                    if acks == -1 && log.ack_needs_flush(info.last_offset + 1) {
-                        flushes.push((responses.len(), partitions.len(), log, info.last_offset + 1));
+                    if let Some(wait) = wait {
+                        waits.push((responses.len(), partitions.len(), wait));
                     }
                 }
-                Err(error) => {
-                    tracing::debug!(topic = %name, partition = data.index, %error, "produce rejected");
-                    response = response.with_error_code(error_code(&error)).with_error_message(since(
+                Err((code, message)) => {
+                    tracing::debug!(topic = %name, partition = data.index, %message, "produce rejected");
+                    response = response.with_error_code(code).with_error_message(since(
                         version,
                         8,
-                        Some(str_bytes(error.to_string())),
+                        Some(str_bytes(message)),
                         None,
                     ));
                 }
@@ -88,26 +86,94 @@ pub(super) fn handle(
         responses.push(TopicProduceResponse::default().with_name(owned_name).with_partition_responses(partitions));
     }
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
-    async move { acknowledge(responses, flushes, timeout).await }
+    async move { acknowledge(responses, waits, timeout).await }
 }
 
-/// acks=all: waits until every appended partition is flushed (group commit), within the
-/// request's timeout, and marks the partitions that were not.
+/// What an acks=all acknowledgement waits for.
+enum Wait {
+    /// The fsync of the log up to this offset (one broker, `flush.messages`).
+    Flush(Arc<Log>, i64),
+    /// The high watermark (every in-sync replica) reaching `next` under the leadership at
+    /// `leader_epoch`, and the leader's own fsync when `flush.messages` asks for it.
+    Replicated { replica: Arc<Replica>, next: i64, leader_epoch: i32, min_insync_replicas: u32, flush: bool },
+}
+
+impl Wait {
+    async fn done(self, timeout: Duration) -> Result<(), i16> {
+        match self {
+            Wait::Flush(log, offset) => match tokio::time::timeout(timeout, log.wait_flushed(offset)).await {
+                Err(_) => Err(ResponseError::RequestTimedOut.code()),
+                Ok(result) => result.map_err(|error| error_code(&error)),
+            },
+            Wait::Replicated { replica, next, leader_epoch, min_insync_replicas, flush } => {
+                let started = tokio::time::Instant::now();
+                if flush {
+                    match tokio::time::timeout(timeout, replica.log.wait_flushed(next)).await {
+                        Err(_) => return Err(ResponseError::RequestTimedOut.code()),
+                        Ok(result) => result.map_err(|error| error_code(&error))?,
+                    }
+                }
+                let left = timeout.saturating_sub(started.elapsed());
+                replica.wait_replicated(next, leader_epoch, min_insync_replicas, left).await.map_err(|e| e.code())
+            }
+        }
+    }
+}
+
+type Appended = Result<(AppendInfo, Option<Wait>), (i16, String)>;
+
+/// One broker: append to the local log; acks=all waits for the fsync per `flush.messages`.
+fn append_single(broker: &Broker, topic: &str, partition: i32, batches: &[u8], acks: i16) -> Appended {
+    let log = broker.logs.get(topic, partition).map_err(|e| (error_code(&e), e.to_string()))?;
+    let info = log.append(batches, 0).map_err(|e| (error_code(&e), e.to_string()))?;
+    // acks=all waits for the fsync once `flush.messages` offsets are unflushed (by
+    // default, always).
+    let next = info.last_offset + 1;
+    let wait = (acks == -1 && log.ack_needs_flush(next)).then(|| Wait::Flush(log, next));
+    Ok((info, wait))
+}
+
+/// A cluster: append as the partition's leader; acks=all waits for the ISR.
+fn append_replicated(
+    cluster: &Arc<ReplicaManager>,
+    topic: &str,
+    partition: i32,
+    batches: &[u8],
+    acks: i16,
+) -> Appended {
+    let Some(replica) = cluster.replica(topic, partition) else {
+        // A topic the cluster has but this broker does not host: the client's metadata is
+        // stale. Unknown everywhere: say so.
+        let known = cluster.image().partition(topic, partition as u32).is_some();
+        let code = if known { ResponseError::NotLeaderOrFollower } else { ResponseError::UnknownTopicOrPartition };
+        return Err((code.code(), format!("this broker does not lead {topic}-{partition}")));
+    };
+    let config = replica.log.config();
+    let min_insync_replicas = config.min_insync_replicas;
+    let (info, leader_epoch, actions) =
+        replica.append_as_leader(batches, acks == -1, min_insync_replicas).map_err(|e| (e.code(), e.to_string()))?;
+    cluster.act(&replica, actions);
+    let next = info.last_offset + 1;
+    let wait = (acks == -1).then(|| {
+        let flush = replica.log.ack_needs_flush(next);
+        Wait::Replicated { replica, next, leader_epoch, min_insync_replicas, flush }
+    });
+    Ok((info, wait))
+}
+
+/// acks=all: waits until every appended partition is acknowledged (flushed, or replicated
+/// to the ISR), within the request's timeout, and marks the partitions that were not.
 async fn acknowledge(
     mut responses: Vec<TopicProduceResponse>,
-    flushes: Vec<(usize, usize, std::sync::Arc<crate::log::Log>, i64)>,
+    waits: Vec<(usize, usize, Wait)>,
     timeout: Duration,
 ) -> ProduceResponse {
-    if !flushes.is_empty() {
-        let waits = flushes.iter().map(|(_, _, log, offset)| log.wait_flushed(*offset));
-        let results = tokio::time::timeout(timeout, futures::future::join_all(waits)).await;
-        for (i, (t, p, _, _)) in flushes.iter().enumerate() {
-            let code = match &results {
-                Err(_) => Some(ResponseError::RequestTimedOut.code()),
-                Ok(results) => results[i].as_ref().err().map(error_code),
-            };
-            if let Some(code) = code {
-                let partition = &mut responses[*t].partition_responses[*p];
+    if !waits.is_empty() {
+        let (places, waits): (Vec<_>, Vec<_>) = waits.into_iter().map(|(t, p, w)| ((t, p), w)).unzip();
+        let results = futures::future::join_all(waits.into_iter().map(|w| w.done(timeout))).await;
+        for ((t, p), result) in places.into_iter().zip(results) {
+            if let Err(code) = result {
+                let partition = &mut responses[t].partition_responses[p];
                 partition.error_code = code;
                 partition.base_offset = -1;
             }

@@ -88,6 +88,21 @@ impl Admin {
         partitions: i32,
         configs: &BTreeMap<String, String>,
     ) -> Result<(), ClientError> {
+        self.create_replicated_topic(topic, partitions, -1, configs).await
+    }
+
+    /// Creates a topic with `replication_factor` replicas per partition (-1: the broker's
+    /// `default.replication.factor`).
+    ///
+    /// # Errors
+    /// As [`Self::create_topic`].
+    pub async fn create_replicated_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), ClientError> {
         let configs = configs
             .iter()
             .map(|(k, v)| {
@@ -101,7 +116,7 @@ impl Admin {
                 CreatableTopic::default()
                     .with_name(name(topic))
                     .with_num_partitions(partitions)
-                    .with_replication_factor(-1)
+                    .with_replication_factor(replication_factor)
                     .with_configs(configs),
             ])
             .with_timeout_ms(30_000);

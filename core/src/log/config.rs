@@ -45,6 +45,13 @@ pub struct LogConfig {
     /// `flush.ms`: unflushed data older than this is fsynced in the background, whatever
     /// the acks; unbounded by default, as in Kafka.
     pub flush_ms: i64,
+    /// `min.insync.replicas`: an acks=all produce needs this many in-sync replicas, or it
+    /// is refused with NOT_ENOUGH_REPLICAS (cluster mode; one broker is always enough).
+    pub min_insync_replicas: u32,
+    /// `unclean.leader.election.enable`: whether a replica outside the ISR may lead when no
+    /// in-sync one is left, at the price of losing what only the ISR had. Read by the
+    /// controller from the topic's overrides; kept here so it validates and describes.
+    pub unclean_leader_election: bool,
 }
 
 impl Default for LogConfig {
@@ -63,6 +70,8 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             flush_messages: 1,
             flush_ms: i64::MAX,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
         }
     }
 }
@@ -77,11 +86,13 @@ pub const LOG_CONFIG_NAMES: &[&str] = &[
     "max.message.bytes",
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
+    "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
     "segment.index.bytes",
     "segment.ms",
+    "unclean.leader.election.enable",
 ];
 
 impl LogConfig {
@@ -128,6 +139,14 @@ impl LogConfig {
             "max.message.bytes" => self.max_message_bytes = int(0, i32::MAX as i64)? as u32,
             "flush.messages" => self.flush_messages = int(1, i64::MAX)?,
             "flush.ms" => self.flush_ms = int(0, i64::MAX)?,
+            "min.insync.replicas" => self.min_insync_replicas = int(1, i32::MAX as i64)? as u32,
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid("must be true or false")),
+                }
+            }
             "min.cleanable.dirty.ratio" => {
                 let ratio: f64 = value.trim().parse().map_err(|_| invalid("not a number"))?;
                 if !(0.0..=1.0).contains(&ratio) {
@@ -165,6 +184,8 @@ impl LogConfig {
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
             "flush.ms" => self.flush_ms.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election.to_string(),
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
             "cleanup.policy" => match (self.cleanup_policy.compact, self.cleanup_policy.delete) {
                 (true, true) => "compact,delete".to_string(),

@@ -884,6 +884,13 @@ impl Log {
         Ok(new_end)
     }
 
+    /// A copy of the leader epoch cache and the log end it goes with, for a follower
+    /// deciding where to truncate.
+    pub fn epoch_cache(&self) -> (super::leader_epoch::LeaderEpochCache, i64) {
+        let state = self.lock();
+        (state.epochs.clone(), state.log_end())
+    }
+
     /// The latest leader epoch that wrote to this log.
     pub fn latest_epoch(&self) -> Option<i32> {
         self.lock().epochs.latest_epoch()

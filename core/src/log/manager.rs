@@ -244,6 +244,21 @@ impl LogManager {
     /// [`LogError::InvalidTopic`], [`LogError::TopicAlreadyExists`],
     /// [`LogError::InvalidPartitions`], [`LogError::InvalidConfig`], [`LogError::Io`].
     pub fn create_topic(&self, topic: &str, partitions: i32, config: BTreeMap<String, String>) -> Result<(), LogError> {
+        self.create_topic_with_id(topic, uuid::Uuid::new_v4(), partitions, config)
+    }
+
+    /// Creates a topic under an id chosen elsewhere (the cluster's, so every broker's copy
+    /// of the topic has the same id).
+    ///
+    /// # Errors
+    /// As [`Self::create_topic`].
+    pub fn create_topic_with_id(
+        &self,
+        topic: &str,
+        topic_id: uuid::Uuid,
+        partitions: i32,
+        config: BTreeMap<String, String>,
+    ) -> Result<(), LogError> {
         validate_topic_name(topic)?;
         if !(1..=PARTITIONS_MAX).contains(&partitions) {
             return Err(LogError::InvalidPartitions {
@@ -256,7 +271,7 @@ impl LogManager {
             return Err(LogError::TopicAlreadyExists { topic: topic.to_string() });
         }
         let log_config = self.effective_config(&config)?;
-        let description = TopicDescription { topic_id: uuid::Uuid::new_v4(), partitions, config };
+        let description = TopicDescription { topic_id, partitions, config };
         self.write_topic(topic, &description)?;
         self.open_partitions(topic, 0..partitions, &log_config)?;
         self.topics.write().expect("topics lock").insert(topic.to_string(), description);

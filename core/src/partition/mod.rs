@@ -5,9 +5,15 @@
 //! - [`leader`]: the leader's view: follower positions, the high watermark, ISR shrink and
 //!   expand through the controller.
 //! - [`follower`]: where a follower truncates when it starts following a new leader.
+//! - [`replica`]: this broker's replica of one partition: role, high watermark, appends.
+//! - [`replica_manager`]: keeps every replica in the role the metadata image gives it.
+//! - [`fetcher`]: copies followed partitions from their leader.
 
+mod fetcher;
 pub mod follower;
 pub mod leader;
+pub mod replica;
+pub mod replica_manager;
 
 #[cfg(test)]
 mod leader_test;
@@ -15,3 +21,5 @@ mod leader_test;
 mod simulation_test;
 
 pub use leader::{LeaderAction, LeaderState};
+pub use replica::{Replica, ReplicaError, ReplicaStatus};
+pub use replica_manager::ReplicaManager;

@@ -1,18 +1,26 @@
 """Produces with acks=all for a while, through broker restarts, and writes every
 acknowledged record as `partition offset value` to a file. Records that fail are not
-acknowledged and are not written. Usage: acked_producer.py BOOTSTRAP TOPIC OUT SECONDS"""
+acknowledged and are not written.
+Usage: acked_producer.py BOOTSTRAP TOPIC OUT SECONDS [REPLICATION_FACTOR [MIN_INSYNC_REPLICAS]]"""
 
 import sys
 import time
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 bootstrap, topic, out_path, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+replication_factor = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+configs = {"min.insync.replicas": sys.argv[6]} if len(sys.argv) > 6 else {}
 
 admin = AdminClient({"bootstrap.servers": bootstrap})
-for future in admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)]).values():
-    future.result(timeout=30)
+for future in admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=replication_factor, config=configs)]).values():
+    try:
+        future.result(timeout=30)
+    except KafkaException as error:
+        # Created beforehand by the test (a cluster must be up before it can place replicas).
+        if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
 
 producer = Producer({
     "bootstrap.servers": bootstrap,

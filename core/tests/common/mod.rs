@@ -1,6 +1,7 @@
 //! Helpers shared by the core crate's integration tests.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod server;
 
 use std::path::Path;

@@ -35,7 +35,8 @@ impl ServerProcess {
         Self::spawn(data_dir, &["--listen", "127.0.0.1:0", "--config", config.to_str().expect("utf-8 path")])
     }
 
-    fn spawn(data_dir: &Path, args: &[&str]) -> Self {
+    /// Starts a server with exactly these `serve` flags (plus `--data-dir`).
+    pub fn spawn(data_dir: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
             .arg("serve")
             .args(args)

@@ -283,9 +283,18 @@ impl Controller {
     }
 
     /// Keeps broker `id` registered and alive until the returned task is aborted:
-    /// registers, then heartbeats every `broker.heartbeat.interval.ms`, registering again
-    /// if the controller no longer knows this incarnation.
-    pub fn run_broker(self: &Arc<Self>, id: BrokerId, host: String, port: u16) -> JoinHandle<()> {
+    /// registers, publishes the broker epoch on `registered`, then heartbeats every
+    /// `broker.heartbeat.interval.ms`, asking to be unfenced once `ready` is true (the
+    /// broker has applied the metadata up to its registration, KIP-631), and registering
+    /// again if the controller no longer knows this incarnation.
+    pub fn run_broker(
+        self: &Arc<Self>,
+        id: BrokerId,
+        host: String,
+        port: u16,
+        registered: watch::Sender<Option<i64>>,
+        ready: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
         let controller = Arc::clone(self);
         tokio::spawn(async move {
             let interval = controller.shared.config.broker_heartbeat_interval;
@@ -299,8 +308,10 @@ impl Controller {
                     }
                 };
                 tracing::info!(broker = id, epoch, "broker registered");
+                registered.send_replace(Some(epoch));
                 loop {
-                    match controller.heartbeat(BrokerHeartbeat { id, epoch, ready: true }).await {
+                    let ready = *ready.borrow();
+                    match controller.heartbeat(BrokerHeartbeat { id, epoch, ready }).await {
                         Ok(_) => {}
                         Err(ProposeError::Refused(error)) => {
                             tracing::warn!(broker = id, %error, "heartbeat refused; registering again");
