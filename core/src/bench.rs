@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::{ClientError, Connection, Producer, ProducerConfig};
+use crate::client::{ClientError, ClusterView, Producer, ProducerConfig};
 use crate::record::Compression;
 
 /// What to run.
@@ -41,6 +41,10 @@ pub struct ProduceBench {
     pub batch_bytes: usize,
     /// The producer's `linger.ms`.
     pub linger: Duration,
+    /// Replicas per partition if the bench creates the topic (-1: the broker's default).
+    pub replication_factor: i16,
+    /// Configs of the topic if the bench creates it (`min.insync.replicas`, ...).
+    pub topic_configs: Vec<(String, String)>,
 }
 
 /// What a run measured.
@@ -57,6 +61,9 @@ pub struct BenchResult {
     pub latency_ms_max: f64,
     /// Produce-to-consume latency percentiles `[p50, p99, p999, max]`, with `--end-to-end`.
     pub end_to_end_ms: Option<[f64; 4]>,
+    /// The longest time any partition went without an acknowledgement between its first
+    /// and last one: with a steady `--rate`, how long a leader change stalled writes.
+    pub max_ack_gap_ms: f64,
 }
 
 impl BenchResult {
@@ -74,12 +81,13 @@ impl BenchResult {
             format!(",\"end_to_end_ms\":{{\"p50\":{p50:.3},\"p99\":{p99:.3},\"p999\":{p999:.3},\"max\":{max:.3}}}")
         });
         let base = format!(
-            "{{\"records\":{},\"bytes\":{},\"seconds\":{:.3},\"mb_per_s\":{:.2},\"records_per_s\":{:.1},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}}}}",
+            "{{\"records\":{},\"bytes\":{},\"seconds\":{:.3},\"mb_per_s\":{:.2},\"records_per_s\":{:.1},\"max_ack_gap_ms\":{:.1},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}}}}",
             self.records,
             self.bytes,
             self.seconds,
             self.mb_per_s,
             self.records_per_s,
+            self.max_ack_gap_ms,
             self.latency_ms_p50,
             self.latency_ms_p99,
             self.latency_ms_p999,
@@ -91,11 +99,21 @@ impl BenchResult {
 
 /// Creates the topic (an existing one is fine).
 async fn create_topic(bench: &ProduceBench) -> Result<(), ClientError> {
-    let connection = Connection::connect(&bench.bootstrap, "headwater-bench").await?;
+    let connection = ClusterView::new(&bench.bootstrap, "headwater-bench").any_connection().await?;
+    let configs = bench
+        .topic_configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.clone()))
+                .with_value(Some(StrBytes::from_string(v.clone())))
+        })
+        .collect();
     let topic = CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(bench.topic.clone())))
         .with_num_partitions(bench.partitions)
-        .with_replication_factor(-1);
+        .with_replication_factor(bench.replication_factor)
+        .with_configs(configs);
     let response =
         connection.send(CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000)).await?;
     match response.topics.first().map(|t| t.error_code) {
@@ -149,6 +167,7 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
         tasks.spawn(async move {
             let producer = Producer::connect(config).await?;
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut gaps = AckGaps::default();
             // Deliveries are awaited in order by this same task, interleaved with sends,
             // so memory stays bounded by what is in flight.
             let mut pending: VecDeque<(Instant, crate::client::DeliveryFuture)> = VecDeque::new();
@@ -176,23 +195,25 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
                     let now = Instant::now();
                     while pending.front().is_some_and(|(_, f)| f.is_settled()) {
                         let (sent, delivery) = pending.pop_front().expect("front exists");
-                        delivery.await?;
+                        gaps.record(delivery.await?.partition, now);
                         record_latency(&mut histogram, now - sent, &acked);
                     }
                 }
             }
             producer.flush().await?;
             for (sent, delivery) in pending {
-                delivery.await?;
+                gaps.record(delivery.await?.partition, Instant::now());
                 record_latency(&mut histogram, sent.elapsed(), &acked);
             }
-            Ok::<_, ClientError>(histogram)
+            Ok::<_, ClientError>((histogram, gaps.max))
         });
     }
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut max_ack_gap = Duration::ZERO;
     while let Some(done) = tasks.join_next().await {
-        let part = done.map_err(|e| ClientError::InvalidRecord { message: e.to_string() })??;
+        let (part, gap) = done.map_err(|e| ClientError::InvalidRecord { message: e.to_string() })??;
         histogram.add(&part).expect("same bounds");
+        max_ack_gap = max_ack_gap.max(gap);
     }
     if let Some(progress) = progress {
         progress.abort();
@@ -214,6 +235,7 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
     };
     Ok(BenchResult {
         end_to_end_ms,
+        max_ack_gap_ms: max_ack_gap.as_secs_f64() * 1000.0,
         records,
         bytes,
         seconds,
@@ -260,6 +282,21 @@ async fn start_end_to_end(
         }
         Ok(histogram)
     }))
+}
+
+/// The longest wait between two acknowledgements of the same partition.
+#[derive(Default)]
+struct AckGaps {
+    last: std::collections::HashMap<i32, Instant>,
+    max: Duration,
+}
+
+impl AckGaps {
+    fn record(&mut self, partition: i32, at: Instant) {
+        if let Some(previous) = self.last.insert(partition, at) {
+            self.max = self.max.max(at.saturating_duration_since(previous));
+        }
+    }
 }
 
 fn record_latency(histogram: &mut Histogram<u64>, latency: Duration, acked: &AtomicU64) {
@@ -317,6 +354,7 @@ pub async fn run_consume(bench: ConsumeBench) -> Result<BenchResult, ClientError
     let seconds = start.elapsed().as_secs_f64();
     Ok(BenchResult {
         end_to_end_ms: None,
+        max_ack_gap_ms: 0.0,
         records,
         bytes,
         seconds,

@@ -112,3 +112,76 @@ fn acknowledged_writes_survive_sigkill_of_the_leader_and_restarted_nodes_rejoin_
     }
     println!("{stdout}; {} acknowledged records verified; leader failovers took {failovers:?}", acked.len());
 }
+
+/// Writes `values` to `topic` with kcat, acks=all, and fails the test if any is refused.
+fn produce_values(bootstrap: &str, topic: &str, values: impl Iterator<Item = String>) {
+    use std::io::Write;
+    let mut kcat = Command::new("kcat")
+        .args(["-b", bootstrap, "-P", "-t", topic, "-X", "acks=all", "-X", "message.timeout.ms=30000"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kcat");
+    let mut stdin = kcat.stdin.take().unwrap();
+    for value in values {
+        writeln!(stdin, "{value}").unwrap();
+    }
+    drop(stdin);
+    assert!(kcat.wait().unwrap().success(), "kcat could not produce every record");
+}
+
+#[test]
+fn a_consumer_group_keeps_consuming_and_committing_when_its_coordinator_is_killed() {
+    const GROUP: &str = "failover-group";
+    const TOTAL: usize = 6000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3);
+    cluster.create_topic("events", 3, 3, &[("min.insync.replicas", "2")]);
+    cluster.wait_for("events", Duration::from_secs(30), |ps| ps.iter().all(|p| p.isr.len() == 3));
+    let bootstrap = cluster.bootstrap();
+    produce_values(&bootstrap, "events", (0..TOTAL / 2).map(|i| format!("value-{i}")));
+
+    let out = dir.path().join("consumed.txt");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/group_failover.py");
+    let consumer = {
+        let (bootstrap, out) = (bootstrap.clone(), out.clone());
+        std::thread::spawn(move || {
+            Command::new("python3")
+                .arg(script)
+                .args([bootstrap.as_str(), "events", GROUP, &TOTAL.to_string(), out.to_str().unwrap(), "90"])
+                .output()
+                .expect("run python3")
+        })
+    };
+    // The group's coordinator: the leader of its offsets partition, once the consumer's
+    // FindCoordinator has created the offsets topic.
+    let offsets_partition = headwater_core::group::partition_for(GROUP) as usize;
+    let offsets = cluster.wait_for("__consumer_offsets", Duration::from_secs(30), |ps| {
+        ps.get(offsets_partition).is_some_and(|p| p.leader >= 0)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&out).map_or(0, |t| t.lines().count()) < TOTAL / 4 {
+        assert!(Instant::now() < deadline, "the consumer made no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let coordinator = offsets[offsets_partition].leader;
+    cluster.kill(coordinator);
+    produce_values(&cluster.bootstrap(), "events", (TOTAL / 2..TOTAL).map(|i| format!("value-{i}")));
+
+    let output = consumer.join().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "consumer failed: {stdout}\n{stderr}");
+    let consumed: std::collections::HashSet<String> =
+        std::fs::read_to_string(&out).unwrap().lines().map(String::from).collect();
+    for i in 0..TOTAL {
+        assert!(consumed.contains(&format!("value-{i}")), "value-{i} never consumed");
+    }
+    // The new coordinator has the group's commits: together they cover every record.
+    let committed: i64 = stdout.lines().filter_map(|l| l.split(' ').nth(1)?.parse::<i64>().ok()).sum();
+    assert_eq!(committed, TOTAL as i64, "committed offsets after the fail-over: {stdout}");
+    let after = cluster.wait_for("__consumer_offsets", Duration::from_secs(5), |ps| ps[offsets_partition].leader >= 0);
+    assert_ne!(after[offsets_partition].leader, coordinator, "the coordinator moved");
+    cluster.restart(coordinator);
+    cluster.wait_for("events", Duration::from_secs(30), |ps| ps.iter().all(|p| p.isr.len() == 3));
+    cluster.stop_all();
+}

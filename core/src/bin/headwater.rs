@@ -238,6 +238,12 @@ struct ProduceBenchArgs {
     /// Partitions of the topic, if the bench creates it.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// Replicas per partition, if the bench creates the topic [default: the broker's].
+    #[arg(long, default_value_t = -1)]
+    replication_factor: i16,
+    /// A config of the topic, if the bench creates it: KEY=VALUE (repeatable).
+    #[arg(long = "topic-config", value_parser = parse_key_value)]
+    topic_configs: Vec<(String, String)>,
     /// 0, 1 or all.
     #[arg(long, default_value = "all")]
     acks: String,
@@ -381,11 +387,13 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
     println!("headwater listening on {} (data dir {})", server.local_addr()?, config.data_dir.display());
     let running = tokio::spawn(server.run());
     shutdown.await;
+    if let Some(node) = &cluster {
+        node.controlled_shutdown(config.node_id).await;
+    }
     tracing::info!("shutting down: no new connections, finishing requests, flushing logs");
     handle.shutdown();
     running.await?;
     if let Some(node) = cluster {
-        node.heartbeats.abort();
         node.replicas.shutdown();
         node.controller.shutdown().await;
     }
@@ -399,6 +407,28 @@ struct ClusterNode {
     controller: Arc<Controller>,
     replicas: Arc<ReplicaManager>,
     heartbeats: tokio::task::JoinHandle<()>,
+    registered: tokio::sync::watch::Receiver<Option<i64>>,
+}
+
+impl ClusterNode {
+    /// Before stopping, hands this broker's leaderships to the other replicas (Kafka's
+    /// controlled shutdown), so clients move at once rather than after a session timeout.
+    async fn controlled_shutdown(&self, node_id: i32) {
+        self.heartbeats.abort();
+        let Some(epoch) = *self.registered.borrow() else { return };
+        tracing::info!("controlled shutdown: moving leaderships away");
+        // Short: when the whole cluster stops, the last nodes have no quorum to answer.
+        let timeout = std::time::Duration::from_secs(2);
+        if let Err(error) = self.controller.fence_for_shutdown(node_id, epoch, timeout).await {
+            tracing::warn!(%error, "controlled shutdown: no controller answered; stopping anyway");
+            return;
+        }
+        // Until this node's image shows the move, so its replicas step down before the
+        // listener closes.
+        let mut image = self.controller.image();
+        let moved = image.wait_for(|i| i.brokers.get(&node_id).is_none_or(|b| b.fenced));
+        let _ = tokio::time::timeout(timeout, moved).await;
+    }
 }
 
 /// Starts this node's controller quorum member, its broker registration and heartbeats,
@@ -409,6 +439,17 @@ async fn start_cluster_node(
     logs: Arc<LogManager>,
 ) -> anyhow::Result<ClusterNode> {
     let node_id = config.node_id;
+    // A data dir that a single node wrote holds topics no cluster metadata knows of; the
+    // replica manager would delete them as deleted topics. Refuse rather than lose them.
+    let single_node_topics: Vec<String> =
+        logs.topics().into_keys().filter(|t| t != headwater_core::group::OFFSETS_TOPIC).collect();
+    if !config.data_dir.join("controller.redb").exists() && !single_node_topics.is_empty() {
+        bail!(
+            "data dir {} holds topics of a single-node broker ({}); cluster mode starts on an empty data dir",
+            config.data_dir.display(),
+            single_node_topics.join(", ")
+        );
+    }
     let bind = &cluster.controller_listen;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -421,9 +462,10 @@ async fn start_cluster_node(
     let lag_max = std::time::Duration::from_millis(config.replica_lag_time_max_ms);
     let replicas = ReplicaManager::start(node_id, logs, Arc::clone(&controller), lag_max, registered, ready);
     let (host, port) = config.advertised()?;
+    let registered = registered_tx.subscribe();
     let heartbeats = controller.run_broker(node_id, host, port as u16, registered_tx, ready_rx);
     tracing::info!(node = node_id, controller = %bind, "cluster node started");
-    Ok(ClusterNode { controller, replicas, heartbeats })
+    Ok(ClusterNode { controller, replicas, heartbeats, registered })
 }
 
 /// Installs the SIGTERM and SIGINT handlers now and returns a future that completes on
@@ -670,6 +712,8 @@ fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {
         end_to_end: args.end_to_end,
         batch_bytes: args.batch_bytes,
         linger: std::time::Duration::from_millis(args.linger_ms),
+        replication_factor: args.replication_factor,
+        topic_configs: args.topic_configs,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(headwater_core::bench::run_produce(bench))?;
@@ -677,14 +721,15 @@ fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {
         println!("{}", result.to_json());
     } else {
         println!(
-            "{} records, {:.1} MB/s, {:.0} records/s; latency ms p50 {:.2} p99 {:.2} p999 {:.2} max {:.2}",
+            "{} records, {:.1} MB/s, {:.0} records/s; latency ms p50 {:.2} p99 {:.2} p999 {:.2} max {:.2}; longest ack gap {:.0} ms",
             result.records,
             result.mb_per_s,
             result.records_per_s,
             result.latency_ms_p50,
             result.latency_ms_p99,
             result.latency_ms_p999,
-            result.latency_ms_max
+            result.latency_ms_max,
+            result.max_ack_gap_ms
         );
         if let Some([p50, p99, p999, max]) = result.end_to_end_ms {
             println!("end to end latency ms p50 {p50:.2} p99 {p99:.2} p999 {p999:.2} max {max:.2}");

@@ -11,6 +11,10 @@ pub(super) fn handle(broker: &Broker, request: &DescribeGroupsRequest, version: 
         .iter()
         .map(|group_id| {
             let described = DescribedGroup::default().with_group_id(group_id.clone());
+            let owner = broker.groups.owner_code(group_id);
+            if owner != 0 {
+                return described.with_error_code(owner);
+            }
             let Some(group) = broker.groups.describe(group_id) else {
                 // Kafka describes an unknown group as Dead with no members.
                 return described.with_group_state(str_bytes("Dead"));

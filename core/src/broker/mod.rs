@@ -137,7 +137,7 @@ impl Broker {
         let stride = if cluster.is_some() { Some((config.node_id, init_producer_id::NODE_STRIDE)) } else { None };
         let producer_ids = init_producer_id::ProducerIdAllocator::open(logs.data_dir(), stride)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let groups = GroupCoordinator::start(Arc::clone(&logs), Arc::clone(&clock))?;
+        let groups = GroupCoordinator::start(Arc::clone(&logs), Arc::clone(&clock), cluster.clone())?;
         // Stable per data dir would be better (a later issue stores cluster metadata);
         // one id per broker process is what single-node clients need. A cluster's id is
         // the same on every broker.
@@ -191,9 +191,10 @@ impl Broker {
             RequestKind::CreateTopics(r) => {
                 (ApiKey::CreateTopics, ResponseKind::CreateTopics(create_topics::handle(self, r, version).await))
             }
-            RequestKind::FindCoordinator(r) => {
-                (ApiKey::FindCoordinator, ResponseKind::FindCoordinator(find_coordinator::handle(self, &r, version)))
-            }
+            RequestKind::FindCoordinator(r) => (
+                ApiKey::FindCoordinator,
+                ResponseKind::FindCoordinator(find_coordinator::handle(self, &r, version).await),
+            ),
             RequestKind::JoinGroup(r) => {
                 let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
                 (ApiKey::JoinGroup, ResponseKind::JoinGroup(join_group::handle(self, r, &client_id, version).await))

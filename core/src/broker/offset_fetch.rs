@@ -42,6 +42,10 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
             .groups
             .into_iter()
             .map(|g| {
+                let owner = broker.groups.owner_code(&g.group_id);
+                if owner != 0 {
+                    return OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(owner);
+                }
                 let wanted =
                     g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
                 let topics = fetch(broker, &g.group_id, wanted)
@@ -64,6 +68,11 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let owner = broker.groups.owner_code(&request.group_id);
+    if owner != 0 {
+        // The request-level error exists from v2; older clients see no offsets.
+        return OffsetFetchResponse::default().with_error_code(since(version, 2, owner, 0));
     }
     let wanted = request.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
     let topics = fetch(broker, &request.group_id, wanted)

@@ -114,6 +114,12 @@ impl Connection {
         &self.addr
     }
 
+    /// Whether the connection has failed or the broker closed it: every request on it
+    /// fails from now on.
+    pub fn is_closed(&self) -> bool {
+        self.reader.is_finished()
+    }
+
     /// The version both sides speak for `api_key`, if any.
     pub fn version(&self, api_key: ApiKey) -> Option<i16> {
         let (min, max) = *self.versions.get(&(api_key as i16))?;

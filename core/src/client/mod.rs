@@ -13,6 +13,7 @@
 
 mod admin;
 pub mod assignor;
+mod cluster;
 mod connection;
 mod consumer;
 mod group_consumer;
@@ -21,6 +22,7 @@ mod producer;
 mod stream;
 
 pub use admin::{Admin, ConfigValue, GroupInfo, PartitionInfo, TopicInfo};
+pub use cluster::ClusterView;
 pub use connection::{Connection, MAX_IN_FLIGHT, PendingResponse};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
 pub use group_consumer::{GroupConfig, GroupConsumer};

@@ -30,9 +30,10 @@ use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, TopicName}
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
+use super::ClientError;
+use super::cluster::ClusterView;
 use super::connection::{Connection, MAX_IN_FLIGHT};
 use super::partitioner::partition_for_key;
-use super::{ClientError, partition_counts};
 use crate::record::{BatchBuilder, Compression, NewRecord};
 
 /// Producer settings, with the Java client's names and defaults where they exist.
@@ -51,8 +52,14 @@ pub struct ProducerConfig {
     pub idempotent: bool,
     /// `request.timeout.ms`.
     pub request_timeout: Duration,
-    /// `retries` for retriable errors.
+    /// `retries` for retriable errors (Kafka's default: unbounded, within
+    /// `delivery.timeout.ms`).
     pub retries: u32,
+    /// `retry.backoff.ms`: the pause before a failed batch is sent again, so a leader
+    /// change is retried against fresh metadata rather than hammered.
+    pub retry_backoff: Duration,
+    /// `delivery.timeout.ms`: how long a batch may take, retries included, before it fails.
+    pub delivery_timeout: Duration,
     /// Records sent and not yet acknowledged before `send` waits (backpressure).
     pub queue_records: usize,
 }
@@ -68,7 +75,9 @@ impl Default for ProducerConfig {
             compression: Compression::None,
             idempotent: true,
             request_timeout: Duration::from_secs(30),
-            retries: 5,
+            retries: u32::MAX,
+            retry_backoff: Duration::from_millis(100),
+            delivery_timeout: Duration::from_secs(120),
             queue_records: 100_000,
         }
     }
@@ -171,7 +180,8 @@ impl Drop for Producer {
 /// What `send` and the driver share.
 struct Shared {
     config: ProducerConfig,
-    connection: Arc<Connection>,
+    /// Partition leaders and a connection per broker.
+    cluster: ClusterView,
     accumulator: Mutex<Accumulator>,
     /// Wakes the driver: a batch was sealed or opened (its linger starts), or a flush.
     wake: Notify,
@@ -191,7 +201,8 @@ impl Producer {
     /// # Errors
     /// Connection failures, or a broker refusing InitProducerId.
     pub async fn connect(config: ProducerConfig) -> Result<Self, ClientError> {
-        let connection = Connection::connect(&config.bootstrap, &config.client_id).await?;
+        let cluster = ClusterView::new(&config.bootstrap, &config.client_id);
+        let connection = cluster.any_connection().await?;
         let (producer_id, epoch) = if config.idempotent {
             let response = connection
                 .send(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000))
@@ -206,7 +217,7 @@ impl Producer {
         let space = Semaphore::new(config.queue_records.clamp(1, Semaphore::MAX_PERMITS));
         let accumulator = Accumulator { producer_id, epoch, topics: HashMap::new(), flushes: Vec::new() };
         let shared =
-            Arc::new(Shared { config, connection, accumulator: Mutex::new(accumulator), wake: Notify::new(), space });
+            Arc::new(Shared { config, cluster, accumulator: Mutex::new(accumulator), wake: Notify::new(), space });
         let (completions_tx, completions) = mpsc::unbounded_channel();
         let driver = Driver { shared: Arc::clone(&shared), completions_tx };
         let task = tokio::spawn(driver.run(completions));
@@ -265,8 +276,7 @@ impl Producer {
                 Some(Err(error)) => return Err(error),
                 None => {
                     // A topic not seen before: learn its partitions, outside the lock.
-                    let counts = partition_counts(&self.shared.connection, &[topic.to_string()]).await?;
-                    let partitions = counts.get(topic).copied().unwrap_or(1).max(1);
+                    let partitions = self.shared.cluster.partition_count(topic).await?.max(1);
                     self.shared.lock().topics.entry(topic.to_string()).or_insert_with(|| TopicState {
                         partitions,
                         sticky: None,
@@ -307,6 +317,9 @@ struct Sealed {
     outcome: Arc<BatchOutcome>,
     records: usize,
     attempts: u32,
+    sealed_at: Instant,
+    /// Its place among the partition's batches: a retry goes back to this place.
+    order: u64,
 }
 
 impl Drop for Sealed {
@@ -324,6 +337,10 @@ struct PartitionState {
     next_sequence: i32,
     /// A batch failed: send one at a time until it succeeds, to keep order.
     recovering: bool,
+    /// After a failure, nothing is sent before this (`retry.backoff.ms`).
+    retry_after: Option<Instant>,
+    /// The next sealed batch's `order`.
+    next_order: u64,
 }
 
 impl PartitionState {
@@ -343,7 +360,10 @@ impl PartitionState {
                     outcome: batch.outcome,
                     records: batch.records,
                     attempts: 0,
+                    sealed_at: Instant::now(),
+                    order: self.next_order,
                 });
+                self.next_order += 1;
                 0
             }
             Err(error) => {
@@ -443,7 +463,9 @@ impl Accumulator {
     }
 
     fn next_linger_deadline(&self, linger: Duration) -> Option<Instant> {
-        self.partition_states().filter_map(|p| p.open.as_ref().map(|b| b.opened + linger)).min()
+        let lingers = self.partition_states().filter_map(|p| p.open.as_ref().map(|b| b.opened + linger));
+        let retries = self.partition_states().filter(|p| !p.queued.is_empty()).filter_map(|p| p.retry_after);
+        lingers.chain(retries).min()
     }
 
     /// Seals lingered (or, when flushing, all) open batches; then takes what may be sent
@@ -466,6 +488,9 @@ impl Accumulator {
             for (topic, t) in &mut self.topics {
                 for (partition, state) in t.batches.iter_mut().enumerate() {
                     let limit = if state.recovering { 1 } else { MAX_IN_FLIGHT };
+                    if state.retry_after.is_some_and(|at| now < at) {
+                        continue;
+                    }
                     if state.in_flight < limit
                         && let Some(sealed) = state.queued.pop_front()
                     {
@@ -511,14 +536,23 @@ impl Driver {
             let (requests, freed) = self.shared.lock().take_ready(linger);
             self.shared.space.add_permits(freed);
             for request in requests {
-                // Written here, in order; answered concurrently.
-                let config = &self.shared.config;
-                let completion =
-                    send_request(&self.shared.connection, request, config.acks, config.request_timeout).await;
-                let completions = self.completions_tx.clone();
-                tokio::spawn(async move {
-                    let _ = completions.send(completion.await);
-                });
+                for (leader, batches) in self.route(request).await {
+                    // Written here, in order; answered concurrently.
+                    let config = &self.shared.config;
+                    let completion = match leader {
+                        Ok(addr) => match self.shared.cluster.connect(&addr).await {
+                            Ok(connection) => {
+                                send_request(&connection, batches, config.acks, config.request_timeout).await
+                            }
+                            Err(error) => Box::pin(std::future::ready(fail_all(batches, error))),
+                        },
+                        Err(error) => Box::pin(std::future::ready(fail_all(batches, error))),
+                    };
+                    let completions = self.completions_tx.clone();
+                    tokio::spawn(async move {
+                        let _ = completions.send(completion.await);
+                    });
+                }
             }
             let mut accumulator = self.shared.lock();
             if !accumulator.flushes.is_empty() && accumulator.is_idle() {
@@ -529,9 +563,39 @@ impl Driver {
         }
     }
 
+    /// Splits a round's batches by the leader of their partitions: a request per leader,
+    /// and the batches whose partition has no known leader failed as retriable.
+    async fn route(&self, request: RequestBatches) -> Vec<(Result<String, ClientError>, RequestBatches)> {
+        let mut routed: HashMap<String, RequestBatches> = HashMap::new();
+        let mut leaderless: RequestBatches = HashMap::new();
+        let mut failure = None;
+        for (topic, batches) in request {
+            for (partition, sealed) in batches {
+                match self.shared.cluster.leader_address(&topic, partition).await {
+                    Ok(Some(addr)) => {
+                        routed.entry(addr).or_default().entry(topic.clone()).or_default().push((partition, sealed))
+                    }
+                    Ok(None) => leaderless.entry(topic.clone()).or_default().push((partition, sealed)),
+                    Err(error) => {
+                        failure = Some(error);
+                        leaderless.entry(topic.clone()).or_default().push((partition, sealed));
+                    }
+                }
+            }
+        }
+        let mut out: Vec<_> = routed.into_iter().map(|(addr, batches)| (Ok(addr), batches)).collect();
+        if !leaderless.is_empty() {
+            let error = failure
+                .unwrap_or(ClientError::Broker { api: "Produce", code: ResponseError::LeaderNotAvailable.code() });
+            out.push((Err(error), leaderless));
+        }
+        out
+    }
+
     fn complete(&self, completion: Completion) {
         let mut settled = Vec::new();
         {
+            let config = &self.shared.config;
             let mut accumulator = self.shared.lock();
             for ((topic, partition), mut sealed, result) in completion.results {
                 let Some(state) = accumulator
@@ -543,15 +607,26 @@ impl Driver {
                 };
                 state.in_flight -= 1;
                 match result {
-                    Err(error) if is_retriable(&error) && sealed.attempts < self.shared.config.retries => {
+                    Err(error)
+                        if is_retriable(&error)
+                            && sealed.attempts < config.retries
+                            && sealed.sealed_at.elapsed() < config.delivery_timeout =>
+                    {
+                        if moves_leader(&error) {
+                            self.shared.cluster.mark_stale();
+                        }
                         sealed.attempts += 1;
                         state.recovering = true;
-                        // Back to the front: order within the partition is kept.
-                        state.queued.push_front(sealed);
+                        state.retry_after = Some(Instant::now() + config.retry_backoff);
+                        // Back to its place: failures of several in-flight batches come
+                        // back in any order, and the partition's order must be kept.
+                        let at = state.queued.iter().position(|q| q.order > sealed.order).unwrap_or(state.queued.len());
+                        state.queued.insert(at, sealed);
                     }
                     result => {
                         if result.is_ok() {
                             state.recovering = false;
+                            state.retry_after = None;
                         }
                         settled.push((sealed, result));
                     }
@@ -568,11 +643,28 @@ impl Driver {
 
 fn is_retriable(error: &ClientError) -> bool {
     match error {
-        ClientError::Disconnected { .. } | ClientError::Timeout { .. } => true,
+        ClientError::Disconnected { .. } | ClientError::Timeout { .. } | ClientError::Connect { .. } => true,
         ClientError::Broker { code, .. } => {
             *code == ResponseError::OutOfOrderSequenceNumber.code()
                 || ResponseError::try_from_code(*code).is_some_and(|e| e.is_retriable())
         }
+        _ => false,
+    }
+}
+
+/// Errors after which the partition's leader may be elsewhere: ask for metadata again.
+fn moves_leader(error: &ClientError) -> bool {
+    match error {
+        ClientError::Disconnected { .. } | ClientError::Connect { .. } | ClientError::Timeout { .. } => true,
+        ClientError::Broker { code, .. } => [
+            ResponseError::NotLeaderOrFollower,
+            ResponseError::LeaderNotAvailable,
+            ResponseError::UnknownTopicOrPartition,
+            ResponseError::FencedLeaderEpoch,
+            ResponseError::NotEnoughReplicas,
+        ]
+        .iter()
+        .any(|e| e.code() == *code),
         _ => false,
     }
 }

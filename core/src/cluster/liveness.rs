@@ -28,6 +28,11 @@ impl BrokerSessions {
         self.deadlines.insert(broker, now + self.timeout);
     }
 
+    /// Sets `broker`'s session to end `within` from `now`, whatever it was.
+    pub fn heartbeat_within(&mut self, broker: BrokerId, now: Instant, within: Duration) {
+        self.deadlines.insert(broker, now + within);
+    }
+
     /// Gives each of `brokers` a fresh session and forgets every other one: what a
     /// controller does when it becomes active.
     pub fn restart(&mut self, brokers: impl IntoIterator<Item = BrokerId>, now: Instant) {

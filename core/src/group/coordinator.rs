@@ -10,8 +10,9 @@ use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
 use super::group::{Group, GroupState, JoinRequest, JoinResult, Outcome, Reply, SyncResult};
-use super::offsets::{CommittedOffset, OffsetStore};
+use super::offsets::{CommittedOffset, OFFSETS_PARTITIONS, OFFSETS_TOPIC, OffsetStore, partition_for};
 use crate::log::{Clock, LogError, LogManager};
+use crate::partition::{ReplicaError, ReplicaManager};
 
 /// How often session and rebalance timeouts are checked. Timeouts are seconds long
 /// (Kafka's minimum session timeout is 6 s), so a quarter second is precise enough.
@@ -59,6 +60,17 @@ pub struct GroupCoordinator {
     offsets: OffsetStore,
     logs: Arc<LogManager>,
     clock: Arc<dyn Clock>,
+    /// In a cluster: the groups of the offsets partitions this broker leads.
+    ownership: Option<Ownership>,
+}
+
+/// Which groups a cluster broker coordinates: those whose `__consumer_offsets` partition
+/// it leads, once that partition's offsets are loaded at the current leader epoch.
+#[derive(Debug)]
+struct Ownership {
+    replicas: Arc<ReplicaManager>,
+    /// Offsets partition -> the leader epoch its groups were loaded at.
+    loaded: Mutex<HashMap<i32, i32>>,
 }
 
 /// Consumer lag is recomputed every this many ticks (5 s): a scrape interval's worth.
@@ -69,13 +81,19 @@ impl GroupCoordinator {
     ///
     /// # Errors
     /// [`LogError`] if `__consumer_offsets` cannot be created or read.
-    pub fn start(logs: Arc<LogManager>, clock: Arc<dyn Clock>) -> Result<Arc<Self>, LogError> {
-        let coordinator = Arc::new(Self {
-            groups: Mutex::new(HashMap::new()),
-            offsets: OffsetStore::open(Arc::clone(&logs))?,
-            logs,
-            clock,
-        });
+    pub fn start(
+        logs: Arc<LogManager>,
+        clock: Arc<dyn Clock>,
+        replicas: Option<Arc<ReplicaManager>>,
+    ) -> Result<Arc<Self>, LogError> {
+        let (offsets, ownership) = match replicas {
+            None => (OffsetStore::open(Arc::clone(&logs))?, None),
+            Some(replicas) => (
+                OffsetStore::replicated(Arc::clone(&replicas)),
+                Some(Ownership { replicas, loaded: Mutex::new(HashMap::new()) }),
+            ),
+        };
+        let coordinator = Arc::new(Self { groups: Mutex::new(HashMap::new()), offsets, logs, clock, ownership });
         let weak = Arc::downgrade(&coordinator);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(TICK);
@@ -95,7 +113,57 @@ impl GroupCoordinator {
         self.clock.now_ms()
     }
 
+    /// 0 when this broker coordinates `group_id`; NOT_COORDINATOR when another broker
+    /// leads its offsets partition, COORDINATOR_LOAD_IN_PROGRESS while this one is
+    /// still loading it.
+    pub fn owner_code(&self, group_id: &str) -> i16 {
+        let Some(ownership) = &self.ownership else { return 0 };
+        let partition = partition_for(group_id);
+        let Some(replica) = ownership.replicas.replica(OFFSETS_TOPIC, partition) else {
+            return ResponseError::NotCoordinator.code();
+        };
+        let status = replica.status();
+        if !status.leading {
+            return ResponseError::NotCoordinator.code();
+        }
+        match ownership.loaded.lock().expect("loaded lock").get(&partition) {
+            Some(epoch) if *epoch == status.leader_epoch => 0,
+            _ => ResponseError::CoordinatorLoadInProgress.code(),
+        }
+    }
+
+    /// In a cluster: loads the groups of offsets partitions this broker has come to lead,
+    /// and drops those of partitions it no longer leads (their members rejoin at the new
+    /// coordinator).
+    fn follow_leadership(&self) {
+        let Some(ownership) = &self.ownership else { return };
+        for partition in 0..OFFSETS_PARTITIONS {
+            let replica = ownership.replicas.replica(OFFSETS_TOPIC, partition);
+            let leading = replica.as_ref().map(|r| r.status()).filter(|s| s.leading).map(|s| s.leader_epoch);
+            let loaded = ownership.loaded.lock().expect("loaded lock").get(&partition).copied();
+            if leading == loaded {
+                continue;
+            }
+            // Whatever this broker knew of these groups is stale either way.
+            self.groups.lock().expect("groups lock").retain(|group, _| partition_for(group) != partition);
+            match (leading, replica) {
+                (Some(epoch), Some(replica)) => match self.offsets.load_partition(partition, &replica.log) {
+                    Ok(()) => {
+                        tracing::info!(partition, epoch, "coordinating the groups of an offsets partition");
+                        ownership.loaded.lock().expect("loaded lock").insert(partition, epoch);
+                    }
+                    Err(error) => tracing::error!(partition, %error, "cannot load committed offsets"),
+                },
+                _ => {
+                    self.offsets.unload_partition(partition);
+                    ownership.loaded.lock().expect("loaded lock").remove(&partition);
+                }
+            }
+        }
+    }
+
     fn tick(&self) {
+        self.follow_leadership();
         let now = self.now();
         let mut groups = self.groups.lock().expect("groups lock");
         for slot in groups.values_mut() {
@@ -124,6 +192,10 @@ impl GroupCoordinator {
     /// Dropping the future abandons the wait; the member stays in the group until its
     /// session expires, as if its client had gone away.
     pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinResult {
+        let owner = self.owner_code(group_id);
+        if owner != 0 {
+            return JoinResult { error_code: owner, ..Default::default() };
+        }
         let rx = {
             let mut groups = self.groups.lock().expect("groups lock");
             let slot = groups.entry(group_id.to_string()).or_insert_with(|| Slot {
@@ -155,6 +227,10 @@ impl GroupCoordinator {
         generation_id: i32,
         assignments: Vec<(String, bytes::Bytes)>,
     ) -> SyncResult {
+        let owner = self.owner_code(group_id);
+        if owner != 0 {
+            return SyncResult { error_code: owner, ..Default::default() };
+        }
         let rx = {
             let mut groups = self.groups.lock().expect("groups lock");
             let Some(slot) = groups.get_mut(group_id) else {
@@ -180,6 +256,10 @@ impl GroupCoordinator {
 
     /// Heartbeat: Kafka's error code.
     pub fn heartbeat(&self, group_id: &str, member_id: &str, generation_id: i32) -> i16 {
+        let owner = self.owner_code(group_id);
+        if owner != 0 {
+            return owner;
+        }
         let mut groups = self.groups.lock().expect("groups lock");
         match groups.get_mut(group_id) {
             Some(slot) => slot.group.heartbeat(self.now(), member_id, generation_id),
@@ -189,6 +269,10 @@ impl GroupCoordinator {
 
     /// LeaveGroup: one error code per leaving member.
     pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
+        let owner = self.owner_code(group_id);
+        if owner != 0 {
+            return vec![owner; members.len()];
+        }
         let mut groups = self.groups.lock().expect("groups lock");
         let Some(slot) = groups.get_mut(group_id) else {
             return vec![ResponseError::UnknownMemberId.code(); members.len()];
@@ -208,6 +292,10 @@ impl GroupCoordinator {
         generation_id: i32,
         offsets: Vec<((String, i32), CommittedOffset)>,
     ) -> i16 {
+        let owner = self.owner_code(group_id);
+        if owner != 0 {
+            return owner;
+        }
         let check = {
             let groups = self.groups.lock().expect("groups lock");
             match groups.get(group_id) {
@@ -223,8 +311,8 @@ impl GroupCoordinator {
         match self.offsets.write(group_id, entries).await {
             Ok(()) => 0,
             Err(error) => {
-                tracing::error!(group = group_id, %error, "committing offsets failed");
-                ResponseError::KafkaStorageError.code()
+                tracing::warn!(group = group_id, %error, "committing offsets failed");
+                write_error_code(&error)
             }
         }
     }
@@ -276,6 +364,10 @@ impl GroupCoordinator {
 
     /// DeleteGroups: only groups without members; removes their offsets.
     pub async fn delete_group(&self, group_id: &str) -> i16 {
+        let owner = self.owner_code(group_id);
+        if owner != 0 {
+            return owner;
+        }
         {
             let mut groups = self.groups.lock().expect("groups lock");
             if let Some(slot) = groups.get(group_id) {
@@ -292,14 +384,18 @@ impl GroupCoordinator {
 
     /// OffsetDelete (or all offsets, for DeleteGroups).
     pub async fn delete_offsets(&self, group_id: &str, partitions: Option<Vec<(String, i32)>>) -> i16 {
+        let owner = self.owner_code(group_id);
+        if owner != 0 {
+            return owner;
+        }
         let keys: Vec<(String, i32)> =
             partitions.unwrap_or_else(|| self.offsets.all(group_id).into_iter().map(|(k, _)| k).collect());
         let entries = keys.into_iter().map(|k| (k, None)).collect();
         match self.offsets.write(group_id, entries).await {
             Ok(()) => 0,
             Err(error) => {
-                tracing::error!(group = group_id, %error, "deleting offsets failed");
-                ResponseError::KafkaStorageError.code()
+                tracing::warn!(group = group_id, %error, "deleting offsets failed");
+                write_error_code(&error)
             }
         }
     }
@@ -307,5 +403,20 @@ impl GroupCoordinator {
     /// Whether the group has live members (OffsetDelete refuses then).
     pub fn has_members(&self, group_id: &str) -> bool {
         self.groups.lock().expect("groups lock").get(group_id).is_some_and(|s| !s.group.members.is_empty())
+    }
+}
+
+/// The code a group request gets when its offsets could not be written, as Kafka maps
+/// them: the partition moved (NOT_COORDINATOR, the client finds the new coordinator) or
+/// is short of replicas for now (COORDINATOR_NOT_AVAILABLE, the client retries).
+fn write_error_code(error: &ReplicaError) -> i16 {
+    match error {
+        ReplicaError::NotLeader(_) | ReplicaError::FencedLeaderEpoch { .. } | ReplicaError::Log(_) => {
+            ResponseError::NotCoordinator.code()
+        }
+        ReplicaError::NotEnoughReplicas { .. }
+        | ReplicaError::NotEnoughReplicasAfterAppend { .. }
+        | ReplicaError::Timeout(_)
+        | ReplicaError::UnknownLeaderEpoch { .. } => ResponseError::CoordinatorNotAvailable.code(),
     }
 }

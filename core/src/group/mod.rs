@@ -17,4 +17,6 @@ mod offsets;
 
 pub use coordinator::{GroupCoordinator, GroupDescription};
 pub use group::{Group, GroupState, JoinRequest, JoinResult, Member, Outcome, Reply, SyncResult};
-pub use offsets::{CommittedOffset, OFFSETS_PARTITIONS, OFFSETS_TOPIC, OffsetStore};
+pub use offsets::{
+    CommittedOffset, OFFSETS_PARTITIONS, OFFSETS_TOPIC, OffsetStore, offsets_topic_configs, partition_for,
+};

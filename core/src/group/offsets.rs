@@ -12,10 +12,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut};
 
-use crate::log::{LogError, LogManager};
+use crate::log::{Log, LogError, LogManager};
+use crate::partition::{ReplicaError, ReplicaManager};
 use crate::record::{BatchBuilder, BatchIter, Compression, NewRecord};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -33,10 +35,23 @@ pub struct CommittedOffset {
 
 type Offsets = BTreeMap<(String, i32), CommittedOffset>;
 
-/// Committed offsets of every group.
+/// How long a commit may wait for the offsets partition's in-sync replicas.
+const REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where commits are written.
+#[derive(Debug)]
+enum Destination {
+    /// One broker: the local log, acknowledged after its fsync.
+    Local(Arc<LogManager>),
+    /// A cluster: the offsets partition's replica here, which must lead it; acknowledged
+    /// once the partition's in-sync replicas have the commit.
+    Replicated(Arc<ReplicaManager>),
+}
+
+/// Committed offsets of every group this broker coordinates.
 #[derive(Debug)]
 pub struct OffsetStore {
-    logs: Arc<LogManager>,
+    destination: Destination,
     committed: Mutex<HashMap<String, Offsets>>,
 }
 
@@ -45,7 +60,9 @@ fn java_hash(s: &str) -> i32 {
     s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
-fn partition_for(group: &str) -> i32 {
+/// The `__consumer_offsets` partition that holds `group`'s offsets; its leader coordinates
+/// the group.
+pub fn partition_for(group: &str) -> i32 {
     (java_hash(group).unsigned_abs() % OFFSETS_PARTITIONS as u32) as i32
 }
 
@@ -116,6 +133,15 @@ fn decode_value(mut value: &[u8]) -> Option<CommittedOffset> {
     Some(CommittedOffset { offset, leader_epoch, metadata: Some(metadata), commit_timestamp })
 }
 
+/// The config overrides of `__consumer_offsets`, as Kafka sets them.
+pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        // Kafka's offsets.topic.segment.bytes: small segments compact sooner.
+        ("segment.bytes".to_string(), "104857600".to_string()),
+    ])
+}
+
 impl OffsetStore {
     /// Creates `__consumer_offsets` if needed and loads every committed offset from it.
     ///
@@ -123,12 +149,7 @@ impl OffsetStore {
     /// [`LogError`] if the topic cannot be created or read.
     pub fn open(logs: Arc<LogManager>) -> Result<Self, LogError> {
         if logs.topic(OFFSETS_TOPIC).is_none() {
-            let config = BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                // Kafka's offsets.topic.segment.bytes: small segments compact sooner.
-                ("segment.bytes".to_string(), "104857600".to_string()),
-            ]);
-            match logs.create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, config) {
+            match logs.create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, offsets_topic_configs()) {
                 Ok(()) | Err(LogError::TopicAlreadyExists { .. }) => {}
                 Err(error) => return Err(error),
             }
@@ -136,51 +157,49 @@ impl OffsetStore {
         let mut committed: HashMap<String, Offsets> = HashMap::new();
         let partitions = logs.topic(OFFSETS_TOPIC).map_or(0, |t| t.partitions);
         for partition in 0..partitions {
-            let log = logs.get(OFFSETS_TOPIC, partition)?;
-            let mut offset = log.log_start();
-            while offset < log.log_end() {
-                let read = log.read(offset, None, 1 << 20)?;
-                if read.records.is_empty() {
-                    break;
-                }
-                for batch in BatchIter::new(&read.records) {
-                    let batch = batch.map_err(|source| LogError::InvalidRecords { source })?;
-                    offset = batch.next_offset();
-                    if batch.is_control() {
-                        continue;
-                    }
-                    let records = batch.records(1 << 26).map_err(|source| LogError::InvalidRecords { source })?;
-                    for record in records.iter() {
-                        let record = record.map_err(|source| LogError::InvalidRecords { source })?;
-                        let Some((group, topic, partition)) = record.key.and_then(decode_key) else { continue };
-                        match record.value.and_then(decode_value) {
-                            Some(value) => {
-                                committed.entry(group).or_default().insert((topic, partition), value);
-                            }
-                            None => {
-                                if let Some(offsets) = committed.get_mut(&group) {
-                                    offsets.remove(&(topic, partition));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            read_partition(&*logs.get(OFFSETS_TOPIC, partition)?, &mut committed)?;
         }
         committed.retain(|_, offsets| !offsets.is_empty());
-        Ok(Self { logs, committed: Mutex::new(committed) })
+        Ok(Self { destination: Destination::Local(logs), committed: Mutex::new(committed) })
+    }
+
+    /// A store for a cluster broker: empty until [`Self::load_partition`] loads the
+    /// offsets partitions this broker comes to lead.
+    pub fn replicated(replicas: Arc<ReplicaManager>) -> Self {
+        Self { destination: Destination::Replicated(replicas), committed: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes over the groups of offsets partition `partition` from its log (this broker
+    /// now leads it): whatever was kept for them before is replaced.
+    ///
+    /// # Errors
+    /// [`LogError`] if the log cannot be read.
+    pub fn load_partition(&self, partition: i32, log: &Log) -> Result<(), LogError> {
+        let mut loaded = HashMap::new();
+        read_partition(log, &mut loaded)?;
+        loaded.retain(|_, offsets| !offsets.is_empty());
+        let mut committed = self.committed.lock().expect("offsets lock");
+        committed.retain(|group, _| partition_for(group) != partition);
+        committed.extend(loaded);
+        Ok(())
+    }
+
+    /// Forgets the groups of offsets partition `partition` (another broker leads it now).
+    pub fn unload_partition(&self, partition: i32) {
+        self.committed.lock().expect("offsets lock").retain(|group, _| partition_for(group) != partition);
     }
 
     /// Writes offsets (a `None` deletes one) and waits until they are on disk; only then
     /// are they visible to fetches.
     ///
     /// # Errors
-    /// [`LogError`] if the append or the flush fails; nothing is changed then.
+    /// The append, flush or replication failed (in a cluster, [`ReplicaError::NotLeader`]
+    /// when this broker no longer leads the group's partition); nothing is changed then.
     pub async fn write(
         &self,
         group: &str,
         entries: Vec<((String, i32), Option<CommittedOffset>)>,
-    ) -> Result<(), LogError> {
+    ) -> Result<(), ReplicaError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -196,9 +215,27 @@ impl OffsetStore {
             builder.append(NewRecord { timestamp, key: Some(key), value: value.as_deref(), headers: &[] });
         }
         let batch = builder.build().map_err(|source| LogError::InvalidRecords { source })?;
-        let log = self.logs.get(OFFSETS_TOPIC, partition_for(group))?;
-        let appended = log.append(&batch, 0)?;
-        log.wait_flushed(appended.last_offset + 1).await?;
+        match &self.destination {
+            Destination::Local(logs) => {
+                let log = logs.get(OFFSETS_TOPIC, partition_for(group))?;
+                let appended = log.append(&batch, 0)?;
+                log.wait_flushed(appended.last_offset + 1).await?;
+            }
+            Destination::Replicated(replicas) => {
+                let partition = partition_for(group);
+                let replica = replicas.replica(OFFSETS_TOPIC, partition).ok_or_else(|| {
+                    ReplicaError::NotLeader(crate::log::TopicPartition::new(OFFSETS_TOPIC, partition))
+                })?;
+                let min_insync_replicas = replica.log.config().min_insync_replicas;
+                let (appended, epoch, actions) = replica.append_as_leader(&batch, true, min_insync_replicas)?;
+                replicas.act(&replica, actions);
+                let next = appended.last_offset + 1;
+                if replica.log.ack_needs_flush(next) {
+                    replica.log.wait_flushed(next).await?;
+                }
+                replica.wait_replicated(next, epoch, min_insync_replicas, REPLICATION_TIMEOUT).await?;
+            }
+        }
         let mut committed = self.committed.lock().expect("offsets lock");
         let offsets = committed.entry(group.to_string()).or_default();
         for (key, value) in entries {
@@ -236,6 +273,40 @@ impl OffsetStore {
     pub fn groups(&self) -> Vec<String> {
         self.committed.lock().expect("offsets lock").keys().cloned().collect()
     }
+}
+
+/// Reads every committed offset in one offsets partition's log into `committed`.
+fn read_partition(log: &Log, committed: &mut HashMap<String, Offsets>) -> Result<(), LogError> {
+    let mut offset = log.log_start();
+    while offset < log.log_end() {
+        let read = log.read(offset, None, 1 << 20)?;
+        if read.records.is_empty() {
+            break;
+        }
+        for batch in BatchIter::new(&read.records) {
+            let batch = batch.map_err(|source| LogError::InvalidRecords { source })?;
+            offset = batch.next_offset();
+            if batch.is_control() {
+                continue;
+            }
+            let records = batch.records(1 << 26).map_err(|source| LogError::InvalidRecords { source })?;
+            for record in records.iter() {
+                let record = record.map_err(|source| LogError::InvalidRecords { source })?;
+                let Some((group, topic, partition)) = record.key.and_then(decode_key) else { continue };
+                match record.value.and_then(decode_value) {
+                    Some(value) => {
+                        committed.entry(group).or_default().insert((topic, partition), value);
+                    }
+                    None => {
+                        if let Some(offsets) = committed.get_mut(&group) {
+                            offsets.remove(&(topic, partition));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,10 +30,6 @@ use crate::cluster::quorum::Controller;
 use crate::cluster::{BrokerId, MetadataCommand, MetadataImage};
 use crate::log::{LogError, LogManager, TopicPartition};
 
-/// Topics kept on each broker on its own, outside the metadata image: committed offsets
-/// stay with the broker that coordinates the group until the coordinator moves onto the
-/// replicated log (docs/design/0005).
-const LOCAL_TOPICS: &[&str] = &["__consumer_offsets"];
 /// How often leaders check their followers' lag.
 const TICK: Duration = Duration::from_millis(250);
 /// How long one AlterPartition proposal may take before it is sent again.
@@ -167,9 +163,6 @@ impl ReplicaManager {
         let now = Instant::now();
         // Topics gone from the image (deleted, or recreated under a new id) go locally too.
         for (name, local) in self.logs.topics() {
-            if LOCAL_TOPICS.contains(&name.as_str()) {
-                continue;
-            }
             let current = image.topics.get(&name);
             if current.is_none_or(|t| t.id != local.topic_id) {
                 tracing::info!(topic = %name, "deleting the local log of a topic the cluster no longer has");
