@@ -79,6 +79,17 @@ pub struct ServerConfig {
     /// follower dies short (docs/design/0005).
     #[serde(rename = "replica.lag.time.max.ms")]
     pub replica_lag_time_max_ms: u64,
+    /// `auto.leader.rebalance.enable`: the controller moves leadership back to preferred
+    /// replicas (a restarted broker leads its partitions again).
+    #[serde(rename = "auto.leader.rebalance.enable")]
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often it looks.
+    #[serde(rename = "leader.imbalance.check.interval.seconds")]
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `leader.imbalance.per.broker.percentage`: the share of a broker's preferred
+    /// partitions that may be led elsewhere before it acts.
+    #[serde(rename = "leader.imbalance.per.broker.percentage")]
+    pub leader_imbalance_per_broker_percentage: u32,
     /// Defaults for every topic's config, with Kafka's names (`retention.ms`, ...).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -101,6 +112,9 @@ impl Default for ServerConfig {
             voters: None,
             default_replication_factor: 1,
             replica_lag_time_max_ms: 10_000,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -142,6 +156,12 @@ impl ServerConfig {
         if self.default_replication_factor < 1 {
             return Err(ConfigError::Invalid {
                 name: "default.replication.factor",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.leader_imbalance_check_interval_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                name: "leader.imbalance.check.interval.seconds",
                 reason: "must be at least 1".into(),
             });
         }

@@ -185,3 +185,81 @@ fn a_consumer_group_keeps_consuming_and_committing_when_its_coordinator_is_kille
     cluster.wait_for("events", Duration::from_secs(30), |ps| ps.iter().all(|p| p.isr.len() == 3));
     cluster.stop_all();
 }
+
+/// Runs `headwater ARGS...` and returns its stdout, failing the test if it fails.
+fn headwater(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_headwater")).args(args).output().expect("run headwater");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "headwater {args:?} failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+#[test]
+fn partitions_move_between_brokers_change_leaders_and_grow_while_a_producer_runs() {
+    const MOVING: &str = "moving";
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3);
+    cluster.create_topic(MOVING, 3, 2, &[]);
+    let bootstrap = cluster.bootstrap();
+    let acked_path = dir.path().join("acked.txt");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/acked_producer.py");
+    let producer = {
+        let (bootstrap, acked_path) = (bootstrap.clone(), acked_path.clone());
+        std::thread::spawn(move || {
+            Command::new("python3")
+                .arg(script)
+                .args([bootstrap.as_str(), MOVING, acked_path.to_str().unwrap(), "12", "2"])
+                .output()
+                .expect("run python3")
+        })
+    };
+    let before = cluster.wait_for(MOVING, Duration::from_secs(30), |ps| ps.iter().all(|p| p.isr.len() == 2));
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Reassign partition 0 to the broker that does not hold it, keeping one old replica
+    // second: the newcomer catches up, joins the ISR, and the dropped replica leaves.
+    let old = before[0].replicas.clone();
+    let newcomer = (1..=3).find(|b| !old.contains(b)).unwrap();
+    let target = [newcomer, old[0]];
+    let first_bootstrap = cluster.nodes[0].listen.clone();
+    let target_list = format!("{},{}", target[0], target[1]);
+    headwater(&["partition", "reassign", MOVING, "0", "--replicas", &target_list, "--bootstrap", &first_bootstrap]);
+    let moved = cluster.wait_for(MOVING, Duration::from_secs(30), |ps| ps[0].replicas == target && ps[0].isr.len() == 2);
+    assert!(target.contains(&moved[0].leader), "the leader is one of the new replicas: {moved:?}");
+
+    // Preferred leader election: the newcomer is first in the new assignment.
+    headwater(&["partition", "elect-leaders", MOVING, "--bootstrap", &first_bootstrap]);
+    cluster.wait_for(MOVING, Duration::from_secs(15), |ps| ps[0].leader == newcomer);
+
+    // The topic grows while the producer runs; the new partition takes writes at once.
+    headwater(&["topic", "alter", MOVING, "--partitions", "4", "--bootstrap", &first_bootstrap]);
+    cluster.wait_for(MOVING, Duration::from_secs(15), |ps| ps.len() == 4 && ps[3].leader >= 0);
+    let written = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo grown | kcat -b {bootstrap} -P -t {MOVING} -p 3 -X acks=all"))
+        .status()
+        .expect("run kcat");
+    assert!(written.success(), "kcat could not write to the new partition");
+    let read = Command::new("kcat")
+        .args(["-b", &bootstrap, "-C", "-t", MOVING, "-p", "3", "-o", "beginning", "-e", "-q"])
+        .output()
+        .expect("run kcat");
+    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "grown", "the new partition serves its record");
+
+    let output = producer.join().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "producer failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let acked = parse_records(&std::fs::read_to_string(&acked_path).unwrap());
+    assert!(acked.len() > 1000, "only {} records acknowledged: {stdout}", acked.len());
+    let read = Command::new("kcat")
+        .args(["-b", &bootstrap, "-C", "-t", MOVING, "-o", "beginning", "-e", "-q", "-f", "%p %o %s\\n"])
+        .output()
+        .expect("run kcat");
+    let consumed: HashMap<(i32, i64), String> =
+        parse_records(&String::from_utf8_lossy(&read.stdout)).into_iter().map(|(p, o, v)| ((p, o), v)).collect();
+    for (partition, offset, value) in &acked {
+        assert_eq!(consumed.get(&(*partition, *offset)), Some(value), "acknowledged record {partition}/{offset} lost");
+    }
+    cluster.stop_all();
+    println!("{stdout}; {} acknowledged records verified across a reassignment", acked.len());
+}

@@ -42,6 +42,13 @@ enum Command {
         #[command(subcommand)]
         command: TopicCommand,
     },
+    /// Move partitions' replicas and leaders between brokers (a cluster).
+    Partition {
+        #[arg(long, global = true, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[command(subcommand)]
+        command: PartitionCommand,
+    },
     /// List, describe and reset consumer groups.
     Group {
         #[arg(long, global = true, default_value = "127.0.0.1:9092")]
@@ -120,9 +127,30 @@ enum TopicCommand {
         /// KEY to remove, back to the default (repeatable).
         #[arg(long = "delete")]
         delete: Vec<String>,
+        /// Grow the topic to this many partitions.
+        #[arg(long)]
+        partitions: Option<i32>,
     },
     /// Delete a topic and its data.
     Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum PartitionCommand {
+    /// Move a partition to other brokers while clients run; the first is the preferred
+    /// leader. The old replicas leave once the new ones are in sync.
+    Reassign {
+        topic: String,
+        partition: i32,
+        /// Broker ids, comma-separated (e.g. 2,3,4).
+        #[arg(long, value_delimiter = ',', required = true)]
+        replicas: Vec<i32>,
+    },
+    /// Move leadership back to the preferred replicas, of one topic or of all.
+    ElectLeaders {
+        /// Only this topic's partitions.
+        topic: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +338,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => run_async(produce(args)),
         Command::Consume(args) => run_async(consume(args)),
         Command::Group { bootstrap, command } => run_async(group(bootstrap, command)),
+        Command::Partition { bootstrap, command } => run_async(partition(bootstrap, command)),
         Command::Log { command: LogCommand::Dump { path, records } } => dump(&path, records),
     };
     match result {
@@ -455,7 +484,12 @@ async fn start_cluster_node(
         .await
         .with_context(|| format!("cannot listen for controllers on {bind}"))?;
     let advertised = cluster.voters.get(&(node_id as u64)).cloned().unwrap_or_else(|| bind.clone());
-    let controller_config = ControllerConfig::new(node_id as u64, advertised, cluster.voters, config.data_dir.clone());
+    let mut controller_config =
+        ControllerConfig::new(node_id as u64, advertised, cluster.voters, config.data_dir.clone());
+    controller_config.leader_rebalance = config.auto_leader_rebalance.then(|| {
+        let interval = std::time::Duration::from_secs(config.leader_imbalance_check_interval_seconds);
+        (interval, config.leader_imbalance_per_broker_percentage)
+    });
     let controller = Arc::new(Controller::start(controller_config, listener).await?);
     let (registered_tx, registered) = tokio::sync::watch::channel(None);
     let (ready, ready_rx) = tokio::sync::watch::channel(false);
@@ -528,15 +562,21 @@ async fn topic(bootstrap: String, command: TopicCommand) -> anyhow::Result<()> {
                 println!("  {key} = {} ({})", config.value.unwrap_or_default(), config.source);
             }
         }
-        TopicCommand::Alter { name, set, delete } => {
-            if set.is_empty() && delete.is_empty() {
-                bail!("nothing to alter: give --set KEY=VALUE or --delete KEY");
+        TopicCommand::Alter { name, set, delete, partitions } => {
+            if set.is_empty() && delete.is_empty() && partitions.is_none() {
+                bail!("nothing to alter: give --set KEY=VALUE, --delete KEY or --partitions N");
             }
-            let mut changes: std::collections::BTreeMap<String, Option<String>> =
-                set.into_iter().map(|(k, v)| (k, Some(v))).collect();
-            changes.extend(delete.into_iter().map(|k| (k, None)));
-            admin.alter_topic_configs(&name, &changes).await?;
-            println!("altered topic {name}");
+            if let Some(total) = partitions {
+                admin.create_partitions(&name, total).await?;
+                println!("topic {name} has {total} partitions");
+            }
+            if !set.is_empty() || !delete.is_empty() {
+                let mut changes: std::collections::BTreeMap<String, Option<String>> =
+                    set.into_iter().map(|(k, v)| (k, Some(v))).collect();
+                changes.extend(delete.into_iter().map(|k| (k, None)));
+                admin.alter_topic_configs(&name, &changes).await?;
+                println!("altered topic {name}");
+            }
         }
         TopicCommand::Delete { name } => {
             admin.delete_topic(&name).await?;
@@ -642,6 +682,24 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+}
+
+async fn partition(bootstrap: String, command: PartitionCommand) -> anyhow::Result<()> {
+    let admin = headwater_core::client::Admin::connect(&bootstrap).await?;
+    match command {
+        PartitionCommand::Reassign { topic, partition, replicas } => {
+            admin.reassign_partition(&topic, partition, &replicas).await?;
+            println!("moving {topic}-{partition} to brokers {replicas:?}; it completes once they are in sync");
+        }
+        PartitionCommand::ElectLeaders { topic } => {
+            let moved = admin.elect_preferred_leaders(topic.as_deref()).await?;
+            for (topic, partition) in &moved {
+                println!("{topic}-{partition}: led by its preferred replica again");
+            }
+            println!("{} partition(s) moved", moved.len());
+        }
+    }
+    Ok(())
 }
 
 async fn group(bootstrap: String, command: GroupCommand) -> anyhow::Result<()> {

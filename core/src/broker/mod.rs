@@ -11,6 +11,7 @@
 
 mod admin;
 mod alter_configs;
+mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -20,6 +21,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -90,6 +92,8 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 0),
 ];
 
 /// The broker of one node.
@@ -243,6 +247,13 @@ impl Broker {
             RequestKind::OffsetForLeaderEpoch(r) => (
                 ApiKey::OffsetForLeaderEpoch,
                 ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, &r)),
+            ),
+            RequestKind::ElectLeaders(r) => {
+                (ApiKey::ElectLeaders, ResponseKind::ElectLeaders(elect_leaders::handle(self, r).await))
+            }
+            RequestKind::AlterPartitionReassignments(r) => (
+                ApiKey::AlterPartitionReassignments,
+                ResponseKind::AlterPartitionReassignments(alter_partition_reassignments::handle(self, r).await),
             ),
             RequestKind::DescribeCluster(r) => {
                 (ApiKey::DescribeCluster, ResponseKind::DescribeCluster(describe_cluster::handle(self, &r)))

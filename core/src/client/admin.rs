@@ -75,7 +75,8 @@ impl Admin {
     /// # Errors
     /// A connection failure.
     pub async fn connect(bootstrap: &str) -> Result<Self, ClientError> {
-        Ok(Self { connection: Connection::connect(bootstrap, "headwater-admin").await? })
+        // Any broker of a comma-separated list will do: every one answers admin requests.
+        Ok(Self { connection: super::ClusterView::new(bootstrap, "headwater-admin").any_connection().await? })
     }
 
     /// Creates a topic with config overrides (Kafka's names).
@@ -141,6 +142,81 @@ impl Admin {
             .first()
             .ok_or(ClientError::Decode { api: "DeleteTopics", message: "no result".into() })?;
         check("DeleteTopics", result.error_code, result.error_message.as_ref())
+    }
+
+    /// Grows `topic` to `total` partitions (Kafka never shrinks one).
+    ///
+    /// # Errors
+    /// The broker's refusal (unknown topic, a count not larger than today's).
+    pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<(), ClientError> {
+        use kafka_protocol::messages::CreatePartitionsRequest;
+        use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+        let request = CreatePartitionsRequest::default()
+            .with_topics(vec![CreatePartitionsTopic::default().with_name(name(topic)).with_count(total)])
+            .with_timeout_ms(30_000);
+        let response = self.connection.send(request).await?;
+        let result =
+            response.results.first().ok_or(ClientError::Decode { api: "CreatePartitions", message: "no result".into() })?;
+        check("CreatePartitions", result.error_code, result.error_message.as_ref())
+    }
+
+    /// Moves leadership of `topic`'s partitions (or every topic's, with `None`) back to
+    /// their preferred replicas. Returns the partitions that moved; partitions already led
+    /// by their preferred replica, or whose preferred replica cannot lead now, are skipped.
+    ///
+    /// # Errors
+    /// A connection error, or the broker refusing the request.
+    pub async fn elect_preferred_leaders(&self, topic: Option<&str>) -> Result<Vec<(String, i32)>, ClientError> {
+        use kafka_protocol::error::ResponseError;
+        use kafka_protocol::messages::ElectLeadersRequest;
+        use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        let topic_partitions = match topic {
+            None => None,
+            Some(topic) => {
+                let info = self.topics(Some(&[topic.to_string()])).await?;
+                let partitions = info.first().map(|t| t.partitions.iter().map(|p| p.partition).collect()).unwrap_or_default();
+                Some(vec![TopicPartitions::default().with_topic(name(topic)).with_partitions(partitions)])
+            }
+        };
+        let request =
+            ElectLeadersRequest::default().with_election_type(0).with_topic_partitions(topic_partitions).with_timeout_ms(30_000);
+        let response = self.connection.send(request).await?;
+        check("ElectLeaders", response.error_code, None)?;
+        let mut moved = Vec::new();
+        for result in response.replica_election_results {
+            for partition in result.partition_result {
+                let skipped = [ResponseError::ElectionNotNeeded.code(), ResponseError::PreferredLeaderNotAvailable.code()];
+                if partition.error_code == 0 {
+                    moved.push((result.topic.to_string(), partition.partition_id));
+                } else if !skipped.contains(&partition.error_code) {
+                    check("ElectLeaders", partition.error_code, partition.error_message.as_ref())?;
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Starts moving `topic`-`partition` to `replicas` (the first is the preferred leader).
+    /// The move completes once the new replicas have caught up.
+    ///
+    /// # Errors
+    /// The broker's refusal (unknown topic or broker, a broker named twice).
+    pub async fn reassign_partition(&self, topic: &str, partition: i32, replicas: &[i32]) -> Result<(), ClientError> {
+        use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+        use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId};
+        let request = AlterPartitionReassignmentsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+            ReassignableTopic::default().with_name(name(topic)).with_partitions(vec![
+                ReassignablePartition::default()
+                    .with_partition_index(partition)
+                    .with_replicas(Some(replicas.iter().map(|r| BrokerId(*r)).collect())),
+            ]),
+        ]);
+        let response = self.connection.send(request).await?;
+        check("AlterPartitionReassignments", response.error_code, response.error_message.as_ref())?;
+        for result in response.responses.iter().flat_map(|t| &t.partitions) {
+            check("AlterPartitionReassignments", result.error_code, result.error_message.as_ref())?;
+        }
+        Ok(())
     }
 
     /// Every topic (`None`) or the named ones, with partitions, leaders and replicas.

@@ -46,6 +46,10 @@ pub struct ControllerConfig {
     pub broker_heartbeat_interval: Duration,
     /// `broker.session.timeout.ms`: a broker silent this long is fenced.
     pub broker_session_timeout: Duration,
+    /// `auto.leader.rebalance.enable`: move leadership back to preferred replicas every
+    /// `leader.imbalance.check.interval.seconds` (this interval) where a broker's share of
+    /// partitions it prefers but does not lead passes the percentage.
+    pub leader_rebalance: Option<(Duration, u32)>,
 }
 
 impl ControllerConfig {
@@ -67,6 +71,8 @@ impl ControllerConfig {
             snapshot_after_entries: 10_000,
             broker_heartbeat_interval: Duration::from_millis(500),
             broker_session_timeout: Duration::from_millis(2000),
+            // Kafka's defaults: every 300 s, past 10 %.
+            leader_rebalance: Some((Duration::from_secs(300), 10)),
         }
     }
 }
@@ -93,6 +99,7 @@ pub struct Controller {
     shared: Arc<Shared>,
     server: JoinHandle<()>,
     liveness: JoinHandle<()>,
+    rebalance: Option<JoinHandle<()>>,
     /// Connections to other nodes, for forwarded proposals and heartbeats; one lock each,
     /// so a slow peer holds up only its own callers.
     peers: std::sync::Mutex<BTreeMap<String, Arc<Mutex<PeerClient>>>>,
@@ -153,7 +160,12 @@ impl Controller {
         let shared = Arc::new(Shared { config, raft, image, sessions });
         let server = tokio::spawn(serve(listener, Arc::clone(&shared)));
         let liveness = tokio::spawn(watch_sessions(Arc::clone(&shared)));
-        let controller = Self { shared, server, liveness, peers: std::sync::Mutex::new(BTreeMap::new()) };
+        let rebalance = shared
+            .config
+            .leader_rebalance
+            .map(|(interval, percentage)| tokio::spawn(rebalance_leaders(Arc::clone(&shared), interval, percentage)));
+        let controller =
+            Self { shared, server, liveness, rebalance, peers: std::sync::Mutex::new(BTreeMap::new()) };
         controller.form_quorum().await?;
         Ok(controller)
     }
@@ -351,6 +363,9 @@ impl Controller {
     pub async fn shutdown(&self) {
         self.server.abort();
         self.liveness.abort();
+        if let Some(rebalance) = &self.rebalance {
+            rebalance.abort();
+        }
         if let Err(e) = self.shared.raft.shutdown().await {
             tracing::warn!(error = %e, "controller quorum did not stop cleanly");
         }
@@ -463,6 +478,28 @@ async fn watch_sessions(shared: Arc<Shared>) {
                 // Forgotten only once the fence is applied; otherwise tried again next tick.
                 Ok(_) => shared.sessions.lock().expect("sessions lock").forget(id),
                 Err(e) => tracing::warn!(broker = id, error = %e, "could not fence broker; retrying"),
+            }
+        }
+    }
+}
+
+/// While this node is the active controller, moves leadership back to preferred replicas
+/// every `interval` (Kafka's auto leader rebalance).
+async fn rebalance_leaders(shared: Arc<Shared>, interval: Duration, percentage: u32) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if !shared.is_leader() {
+            continue;
+        }
+        let image = shared.image.borrow().clone();
+        for (topic, partition) in crate::cluster::election::imbalanced_partitions(&image, percentage) {
+            tracing::info!(%topic, partition, "moving leadership back to the preferred replica");
+            if let Err(error) = propose_locally(&shared.raft, MetadataCommand::ElectPreferredLeader { topic, partition }).await {
+                tracing::warn!(?error, "preferred leader election failed");
+                break;
             }
         }
     }
