@@ -204,8 +204,8 @@ impl ServerConfig {
     /// or `None` for a single node.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] for bad voters, or a node that is not a voter (broker-only
-    /// nodes are not served yet).
+    /// [`ConfigError::Invalid`] for bad voters, or a node that is not a voter and does not
+    /// say where its controller listener is.
     pub fn cluster(&self) -> Result<Option<ClusterConfig>, ConfigError> {
         if self.voters.is_none() {
             return Ok(None);
@@ -218,13 +218,21 @@ impl ServerConfig {
                 reason: "must be between 0 and 1023 in a cluster".into(),
             });
         }
-        let Some(own) = voters.get(&(self.node_id as u64)).cloned() else {
-            return Err(ConfigError::Invalid {
-                name: "voters",
-                reason: format!("node {} is not among the voters; broker-only nodes are not served yet", self.node_id),
-            });
+        // A voter listens where the voters say; any other node (a broker joining a running
+        // cluster, as a learner of the metadata log) must say where it listens.
+        let listen = match (voters.get(&(self.node_id as u64)), self.controller_listen) {
+            (_, Some(addr)) => addr.to_string(),
+            (Some(own), None) => own.clone(),
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    name: "controller_listen",
+                    reason: format!(
+                        "node {} is not among the voters, so it joins as a broker and needs --controller-listen",
+                        self.node_id
+                    ),
+                });
+            }
         };
-        let listen = self.controller_listen.map_or(own, |addr| addr.to_string());
         Ok(Some(ClusterConfig { voters, controller_listen: listen }))
     }
 

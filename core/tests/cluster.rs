@@ -224,7 +224,8 @@ fn partitions_move_between_brokers_change_leaders_and_grow_while_a_producer_runs
     let first_bootstrap = cluster.nodes[0].listen.clone();
     let target_list = format!("{},{}", target[0], target[1]);
     headwater(&["partition", "reassign", MOVING, "0", "--replicas", &target_list, "--bootstrap", &first_bootstrap]);
-    let moved = cluster.wait_for(MOVING, Duration::from_secs(30), |ps| ps[0].replicas == target && ps[0].isr.len() == 2);
+    let moved =
+        cluster.wait_for(MOVING, Duration::from_secs(30), |ps| ps[0].replicas == target && ps[0].isr.len() == 2);
     assert!(target.contains(&moved[0].leader), "the leader is one of the new replicas: {moved:?}");
 
     // Preferred leader election: the newcomer is first in the new assignment.
@@ -262,4 +263,50 @@ fn partitions_move_between_brokers_change_leaders_and_grow_while_a_producer_runs
     }
     cluster.stop_all();
     println!("{stdout}; {} acknowledged records verified across a reassignment", acked.len());
+}
+
+#[test]
+fn a_new_broker_joins_a_running_cluster_and_takes_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3);
+    cluster.create_topic("growing", 1, 3, &[("min.insync.replicas", "2")]);
+    let bootstrap = cluster.bootstrap();
+    produce_values(&bootstrap, "growing", (0..500).map(|i| format!("before-{i}")));
+
+    cluster.add_broker(4);
+    let first = cluster.nodes[0].listen.clone();
+    // Broker 4 registers through the quorum it follows as a learner, and may be given
+    // replicas once it is unfenced.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let output = Command::new(env!("CARGO_BIN_EXE_headwater"))
+            .args(["partition", "reassign", "growing", "0", "--replicas", "4,1,2", "--bootstrap", &first])
+            .output()
+            .unwrap();
+        if output.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker 4 never became available: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cluster.wait_for("growing", Duration::from_secs(30), |ps| ps[0].replicas == [4, 1, 2] && ps[0].isr.len() == 3);
+    headwater(&["partition", "elect-leaders", "growing", "--bootstrap", &first]);
+    cluster.wait_for("growing", Duration::from_secs(15), |ps| ps[0].leader == 4);
+
+    // The new broker leads the partition now, with everything written before it joined.
+    let bootstrap = cluster.bootstrap();
+    produce_values(&bootstrap, "growing", (0..500).map(|i| format!("after-{i}")));
+    let read = Command::new("kcat")
+        .args(["-b", &bootstrap, "-C", "-t", "growing", "-o", "beginning", "-e", "-q"])
+        .output()
+        .expect("run kcat");
+    let values: Vec<String> = String::from_utf8_lossy(&read.stdout).lines().map(String::from).collect();
+    let expected: Vec<String> =
+        (0..500).map(|i| format!("before-{i}")).chain((0..500).map(|i| format!("after-{i}"))).collect();
+    assert_eq!(values, expected, "the partition's records, in order, through the new leader");
+    cluster.stop_all();
 }

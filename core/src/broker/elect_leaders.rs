@@ -70,7 +70,9 @@ pub(super) async fn handle(broker: &Broker, request: ElectLeadersRequest) -> Ele
             };
             partition_results.push(result.with_error_code(code).with_error_message(message.map(str_bytes)));
         }
-        results.push(ReplicaElectionResult::default().with_topic(topic_name(&topic)).with_partition_result(partition_results));
+        results.push(
+            ReplicaElectionResult::default().with_topic(topic_name(&topic)).with_partition_result(partition_results),
+        );
     }
     ElectLeadersResponse::default().with_replica_election_results(results)
 }

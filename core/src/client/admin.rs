@@ -155,8 +155,10 @@ impl Admin {
             .with_topics(vec![CreatePartitionsTopic::default().with_name(name(topic)).with_count(total)])
             .with_timeout_ms(30_000);
         let response = self.connection.send(request).await?;
-        let result =
-            response.results.first().ok_or(ClientError::Decode { api: "CreatePartitions", message: "no result".into() })?;
+        let result = response
+            .results
+            .first()
+            .ok_or(ClientError::Decode { api: "CreatePartitions", message: "no result".into() })?;
         check("CreatePartitions", result.error_code, result.error_message.as_ref())
     }
 
@@ -174,18 +176,22 @@ impl Admin {
             None => None,
             Some(topic) => {
                 let info = self.topics(Some(&[topic.to_string()])).await?;
-                let partitions = info.first().map(|t| t.partitions.iter().map(|p| p.partition).collect()).unwrap_or_default();
+                let partitions =
+                    info.first().map(|t| t.partitions.iter().map(|p| p.partition).collect()).unwrap_or_default();
                 Some(vec![TopicPartitions::default().with_topic(name(topic)).with_partitions(partitions)])
             }
         };
-        let request =
-            ElectLeadersRequest::default().with_election_type(0).with_topic_partitions(topic_partitions).with_timeout_ms(30_000);
+        let request = ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(topic_partitions)
+            .with_timeout_ms(30_000);
         let response = self.connection.send(request).await?;
         check("ElectLeaders", response.error_code, None)?;
         let mut moved = Vec::new();
         for result in response.replica_election_results {
             for partition in result.partition_result {
-                let skipped = [ResponseError::ElectionNotNeeded.code(), ResponseError::PreferredLeaderNotAvailable.code()];
+                let skipped =
+                    [ResponseError::ElectionNotNeeded.code(), ResponseError::PreferredLeaderNotAvailable.code()];
                 if partition.error_code == 0 {
                     moved.push((result.topic.to_string(), partition.partition_id));
                 } else if !skipped.contains(&partition.error_code) {
@@ -202,7 +208,9 @@ impl Admin {
     /// # Errors
     /// The broker's refusal (unknown topic or broker, a broker named twice).
     pub async fn reassign_partition(&self, topic: &str, partition: i32, replicas: &[i32]) -> Result<(), ClientError> {
-        use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+        use kafka_protocol::messages::alter_partition_reassignments_request::{
+            ReassignablePartition, ReassignableTopic,
+        };
         use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId};
         let request = AlterPartitionReassignmentsRequest::default().with_timeout_ms(30_000).with_topics(vec![
             ReassignableTopic::default().with_name(name(topic)).with_partitions(vec![

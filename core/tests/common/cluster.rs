@@ -58,6 +58,21 @@ impl Cluster {
         self.nodes.iter_mut().find(|n| n.id == id).expect("a node of this cluster")
     }
 
+    /// Starts a broker that is not a voter: it joins the running cluster as a learner of
+    /// the metadata log.
+    pub fn add_broker(&mut self, id: i32) {
+        let root = self.nodes[0].data_dir.parent().expect("data dirs under one root").to_path_buf();
+        let mut node = Node {
+            id,
+            listen: format!("127.0.0.1:{}", free_port()),
+            controller: format!("127.0.0.1:{}", free_port()),
+            data_dir: root.join(format!("node-{id}")),
+            process: None,
+        };
+        node.process = Some(spawn(&node, &self.voters));
+        self.nodes.push(node);
+    }
+
     /// SIGKILL node `id`.
     pub fn kill(&mut self, id: i32) {
         self.node(id).process.take().expect("node running").kill();

@@ -164,17 +164,18 @@ impl Controller {
             .config
             .leader_rebalance
             .map(|(interval, percentage)| tokio::spawn(rebalance_leaders(Arc::clone(&shared), interval, percentage)));
-        let controller =
-            Self { shared, server, liveness, rebalance, peers: std::sync::Mutex::new(BTreeMap::new()) };
+        let controller = Self { shared, server, liveness, rebalance, peers: std::sync::Mutex::new(BTreeMap::new()) };
         controller.form_quorum().await?;
         Ok(controller)
     }
 
     /// On a pristine voter, proposes the initial membership. Every voter does this with the
     /// same map, which openraft allows; on a node that has any state it is refused, which
-    /// is the restart case and fine.
+    /// is the restart case and fine. A node that is not a voter asks to follow the metadata
+    /// log as a learner instead (in the background, until a voter accepts).
     async fn form_quorum(&self) -> Result<(), QuorumError> {
         if !self.shared.config.voters.contains_key(&self.shared.config.node_id) {
+            self.join_as_learner();
             return Ok(());
         }
         let members: BTreeMap<NodeId, Node> =
@@ -183,6 +184,38 @@ impl Controller {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(e) => Err(QuorumError::Fatal(e.to_string())),
         }
+    }
+
+    /// Asks the voters, until the active controller accepts, to add this node as a learner:
+    /// it then receives the metadata log without voting (a broker joining a running
+    /// cluster). Asking again after a restart changes nothing.
+    fn join_as_learner(&self) {
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            let request =
+                || ControllerRequest::AddLearner { id: shared.config.node_id, addr: shared.config.advertised.clone() };
+            let mut targets: Vec<String> = shared.config.voters.values().cloned().collect();
+            let mut attempt = 0usize;
+            loop {
+                let addr = targets[attempt % targets.len()].clone();
+                attempt += 1;
+                let mut client = PeerClient::new(&addr);
+                match client.call(&request(), Duration::from_secs(5)).await {
+                    Ok(ControllerResponse::AddLearner(Ok(()))) => {
+                        tracing::info!(node = shared.config.node_id, via = %addr, "joined the metadata quorum as a learner");
+                        return;
+                    }
+                    Ok(ControllerResponse::AddLearner(Err(ProposeError::NotLeader { leader: Some((_, leader)) }))) => {
+                        targets.insert(0, leader);
+                        attempt = 0;
+                        continue;
+                    }
+                    Ok(other) => tracing::debug!(?other, "learner request not accepted yet"),
+                    Err(error) => tracing::debug!(%error, via = %addr, "learner request failed"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -497,7 +530,9 @@ async fn rebalance_leaders(shared: Arc<Shared>, interval: Duration, percentage: 
         let image = shared.image.borrow().clone();
         for (topic, partition) in crate::cluster::election::imbalanced_partitions(&image, percentage) {
             tracing::info!(%topic, partition, "moving leadership back to the preferred replica");
-            if let Err(error) = propose_locally(&shared.raft, MetadataCommand::ElectPreferredLeader { topic, partition }).await {
+            if let Err(error) =
+                propose_locally(&shared.raft, MetadataCommand::ElectPreferredLeader { topic, partition }).await
+            {
                 tracing::warn!(?error, "preferred leader election failed");
                 break;
             }
