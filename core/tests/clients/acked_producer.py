@@ -3,6 +3,7 @@ acknowledged record as `partition offset value` to a file. Records that fail are
 acknowledged and are not written.
 Usage: acked_producer.py BOOTSTRAP TOPIC OUT SECONDS [REPLICATION_FACTOR [MIN_INSYNC_REPLICAS]]"""
 
+import os
 import sys
 import time
 
@@ -27,7 +28,8 @@ producer = Producer({
     "acks": "all",
     "enable.idempotence": True,
     "linger.ms": 2,
-    "message.timeout.ms": 60000,
+    # MESSAGE_TIMEOUT_MS: how long a record may wait for its acknowledgement.
+    "message.timeout.ms": int(os.environ.get("MESSAGE_TIMEOUT_MS", "60000")),
     "reconnect.backoff.ms": 50,
     "reconnect.backoff.max.ms": 200,
 })
