@@ -18,7 +18,7 @@ on fresh data directories. In each round:
   the round waits until every ISR is whole again.
 
 Prints one line per measurement, then medians (min-max) as a Markdown table. Needs iperf3,
-kcat (to find the active controller) and a release build
+confluent-kafka (its DescribeCluster names the active controller) and a release build
 (`cargo build --release -p headwater-core --bin headwater`).
 """
 
@@ -87,10 +87,10 @@ class Cluster:
         return ",".join(self.nodes[i]["listen"] for i in self.procs)
 
     def controller(self):
-        """The active controller's node id, from Metadata (kcat -L marks it)."""
-        out = run(["kcat", "-L", "-b", self.bootstrap(), "-m", "5"])
-        match = re.search(r"broker (\d+) at \S+ \(controller\)", out)
-        return int(match.group(1)) if match else None
+        """The active controller's node id, from DescribeCluster."""
+        from confluent_kafka.admin import AdminClient
+        admin = AdminClient({"bootstrap.servers": self.bootstrap()})
+        return admin.describe_cluster(request_timeout=10).result().controller.id
 
     def describe(self, topic):
         out = subprocess.run([self.hw, "topic", "describe", topic, "--bootstrap", self.bootstrap()],

@@ -170,7 +170,15 @@ async fn handle_cluster(
                 .with_port(i32::from(b.port))
         })
         .collect();
-    let controller = cluster.controller().leader().map_or(-1, |id| id as i32);
+    // Every broker forwards admin requests to the controller quorum (KIP-590), so, as
+    // Kafka's KRaft brokers do, name a live broker rather than the quorum's leader: a
+    // client that sends CreateTopics "to the controller" then always finds it listed.
+    let me = cluster.broker_id();
+    let controller = if image.brokers.get(&me).is_some_and(|b| !b.fenced) {
+        me
+    } else {
+        image.unfenced_brokers().first().copied().unwrap_or(-1)
+    };
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(since(version, 2, Some(str_bytes(broker.cluster_id.clone())), None))

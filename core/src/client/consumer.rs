@@ -13,8 +13,28 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{ClientError, Connection};
+use super::{ClientError, ClusterView};
 use crate::record::BatchIter;
+
+/// The pause after a poll in which no leader answered (`retry.backoff.ms`).
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// Polls in a row with no leader answering before `poll` reports the failure: about five
+/// seconds, longer than a leader fail-over.
+const MAX_FAILED_POLLS: u32 = 50;
+
+/// Partition errors after which the partition's leader is elsewhere (or about to be).
+fn moves_leader(code: i16) -> bool {
+    [
+        ResponseError::NotLeaderOrFollower,
+        ResponseError::LeaderNotAvailable,
+        ResponseError::FencedLeaderEpoch,
+        ResponseError::UnknownLeaderEpoch,
+        ResponseError::ReplicaNotAvailable,
+        ResponseError::KafkaStorageError,
+    ]
+    .iter()
+    .any(|e| e.code() == code)
+}
 
 /// Consumer settings, with the Java client's names and defaults.
 #[derive(Debug, Clone)]
@@ -70,7 +90,8 @@ pub struct ConsumerRecord {
 /// A fetch sent ahead, and the positions it asked for.
 struct Prefetch {
     positions: BTreeMap<(String, i32), i64>,
-    response: super::PendingResponse<kafka_protocol::messages::FetchResponse>,
+    /// One fetch per leader of the positions' partitions.
+    responses: Vec<super::PendingResponse<kafka_protocol::messages::FetchResponse>>,
 }
 
 impl std::fmt::Debug for Prefetch {
@@ -83,9 +104,13 @@ impl std::fmt::Debug for Prefetch {
 #[derive(Debug)]
 pub struct Consumer {
     config: ConsumerConfig,
-    connection: Arc<Connection>,
-    /// The next fetch, sent while the previous response was being handed over.
+    /// Partition leaders and a connection per broker: each partition is fetched from its
+    /// leader.
+    cluster: ClusterView,
+    /// The next fetches, sent while the previous responses were being handed over.
     in_flight: Option<Prefetch>,
+    /// Polls in a row in which every fetch failed (a leader change, a broker down).
+    failed_polls: u32,
     /// Assigned partitions and their next offset (`None`: reset by `auto_offset_reset`).
     positions: BTreeMap<(String, i32), Option<i64>>,
     paused: BTreeSet<(String, i32)>,
@@ -95,8 +120,16 @@ impl Consumer {
     /// # Errors
     /// A connection failure.
     pub async fn connect(config: ConsumerConfig) -> Result<Self, ClientError> {
-        let connection = Connection::connect(&config.bootstrap, &config.client_id).await?;
-        Ok(Self { config, connection, in_flight: None, positions: BTreeMap::new(), paused: BTreeSet::new() })
+        let cluster = ClusterView::new(&config.bootstrap, &config.client_id);
+        cluster.any_connection().await?;
+        Ok(Self {
+            config,
+            cluster,
+            in_flight: None,
+            failed_polls: 0,
+            positions: BTreeMap::new(),
+            paused: BTreeSet::new(),
+        })
     }
 
     /// Replaces the assignment; partitions kept keep their positions.
@@ -149,41 +182,85 @@ impl Consumer {
             OffsetReset::Earliest => -2,
             OffsetReset::Latest => -1,
         };
-        let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for (topic, partition) in missing {
-            by_topic.entry(topic).or_default().push(partition);
-        }
-        let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(
-            by_topic
-                .iter()
-                .map(|(topic, partitions)| {
-                    ListOffsetsTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                        .with_partitions(
-                            partitions
-                                .iter()
-                                .map(|p| {
-                                    ListOffsetsPartition::default().with_partition_index(*p).with_timestamp(timestamp)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        );
-        let response = self.connection.send(request).await?;
-        for topic in response.topics {
-            for p in topic.partitions {
-                if p.error_code != 0 {
-                    return Err(ClientError::Broker { api: "ListOffsets", code: p.error_code });
+        for (addr, partitions) in Self::by_leader(&self.cluster, missing).await {
+            let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for (topic, partition) in partitions {
+                by_topic.entry(topic).or_default().push(partition);
+            }
+            let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(
+                by_topic
+                    .iter()
+                    .map(|(topic, partitions)| {
+                        ListOffsetsTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                            .with_partitions(
+                                partitions
+                                    .iter()
+                                    .map(|p| {
+                                        ListOffsetsPartition::default()
+                                            .with_partition_index(*p)
+                                            .with_timestamp(timestamp)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+            let connection = self.cluster.connect(&addr).await?;
+            let response = connection.send(request).await?;
+            for topic in response.topics {
+                for p in topic.partitions {
+                    if moves_leader(p.error_code) {
+                        // Asked again at the next poll, of the new leader.
+                        self.cluster.mark_stale();
+                        continue;
+                    }
+                    if p.error_code != 0 {
+                        return Err(ClientError::Broker { api: "ListOffsets", code: p.error_code });
+                    }
+                    self.positions.insert((topic.name.to_string(), p.partition_index), Some(p.offset));
                 }
-                self.positions.insert((topic.name.to_string(), p.partition_index), Some(p.offset));
             }
         }
         Ok(())
     }
 
-    /// The records of successive polls as a [`futures::Stream`], one record at a time; see
-    /// [`super::records`].
+    /// Partitions grouped by the address of their leader; those without a known leader are
+    /// left out (and the view marked stale, so the next poll asks again).
+    async fn by_leader(cluster: &ClusterView, partitions: Vec<(String, i32)>) -> BTreeMap<String, Vec<(String, i32)>> {
+        let mut grouped: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            match cluster.leader_address(&topic, partition).await {
+                Ok(Some(addr)) => grouped.entry(addr).or_default().push((topic, partition)),
+                Ok(None) | Err(_) => cluster.mark_stale(),
+            }
+        }
+        grouped
+    }
+
+    /// Sends one fetch per leader for `positions`.
+    async fn begin_fetches(
+        cluster: &ClusterView,
+        config: &ConsumerConfig,
+        positions: &BTreeMap<(String, i32), i64>,
+    ) -> Vec<super::PendingResponse<kafka_protocol::messages::FetchResponse>> {
+        let mut pending = Vec::new();
+        for (addr, partitions) in Self::by_leader(cluster, positions.keys().cloned().collect()).await {
+            let subset: BTreeMap<(String, i32), i64> =
+                partitions.into_iter().filter_map(|tp| positions.get(&tp).map(|p| (tp, *p))).collect();
+            let Some(request) = fetch_request(config, &subset) else { continue };
+            let begun = match cluster.connect(&addr).await {
+                Ok(connection) => connection.begin(request).await,
+                Err(error) => Err(error),
+            };
+            pending.push(match begun {
+                Ok(response) => response,
+                Err(error) => Box::pin(std::future::ready(Err(error))) as super::PendingResponse<_>,
+            });
+        }
+        pending
+    }
+
     pub fn stream(&mut self) -> impl futures::Stream<Item = Result<ConsumerRecord, ClientError>> + '_ {
         super::records(self)
     }
@@ -201,69 +278,58 @@ impl Consumer {
         // A fetch sent ahead for exactly these positions is used; one made stale by a
         // seek, assign or pause is dropped.
         let prefetched = match self.in_flight.take() {
-            Some(fetch) if fetch.positions == wanted => Some(fetch.response),
+            Some(fetch) if fetch.positions == wanted => Some(fetch.responses),
             _ => None,
         };
-        let response = match prefetched {
-            Some(response) => response.await?,
-            None => {
-                let Some(request) = self.fetch_request(&wanted) else {
-                    tokio::time::sleep(self.config.fetch_max_wait).await;
-                    return Ok(Vec::new());
-                };
-                self.connection.send(request).await?
-            }
+        let pending = match prefetched {
+            Some(responses) => responses,
+            None => Self::begin_fetches(&self.cluster, &self.config, &wanted).await,
         };
-        let records = self.take_records(response)?;
-        // Pipelining: the next fetch goes out before these records are handed over.
+        if pending.is_empty() {
+            tokio::time::sleep(self.config.fetch_max_wait.min(RETRY_BACKOFF)).await;
+            return Ok(Vec::new());
+        }
+        let mut records = Vec::new();
+        let mut failure = None;
+        let mut succeeded = false;
+        for response in futures::future::join_all(pending).await {
+            match response {
+                Ok(response) => {
+                    succeeded = true;
+                    records.extend(self.take_records(response)?);
+                }
+                Err(error) => {
+                    // The broker went away or the leader moved: ask where the partitions are.
+                    self.cluster.mark_stale();
+                    failure = Some(error);
+                }
+            }
+        }
+        if let Some(error) = failure.filter(|_| !succeeded) {
+            self.failed_polls += 1;
+            if self.failed_polls >= MAX_FAILED_POLLS {
+                self.failed_polls = 0;
+                return Err(error);
+            }
+            tokio::time::sleep(RETRY_BACKOFF).await;
+            return Ok(records);
+        }
+        self.failed_polls = 0;
+        // Pipelining: the next fetches go out before these records are handed over.
         let next = self.fetch_positions();
-        if let Some(request) = self.fetch_request(&next) {
-            let response = self.connection.begin(request).await?;
-            self.in_flight = Some(Prefetch { positions: next, response });
+        let responses = Self::begin_fetches(&self.cluster, &self.config, &next).await;
+        if !responses.is_empty() {
+            self.in_flight = Some(Prefetch { positions: next, responses });
         }
         Ok(records)
     }
 
-    /// The partitions to fetch now and their positions: assigned, not paused, positioned.
     fn fetch_positions(&self) -> BTreeMap<(String, i32), i64> {
         self.positions
             .iter()
             .filter(|(tp, _)| !self.paused.contains(*tp))
             .filter_map(|(tp, position)| position.map(|p| (tp.clone(), p)))
             .collect()
-    }
-
-    fn fetch_request(&self, positions: &BTreeMap<(String, i32), i64>) -> Option<FetchRequest> {
-        if positions.is_empty() {
-            return None;
-        }
-        let mut by_topic: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
-        for ((topic, partition), offset) in positions {
-            by_topic.entry(topic.clone()).or_default().push(
-                FetchPartition::default()
-                    .with_partition(*partition)
-                    .with_fetch_offset(*offset)
-                    .with_partition_max_bytes(self.config.partition_max_bytes),
-            );
-        }
-        Some(
-            FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(self.config.fetch_max_wait.as_millis() as i32)
-                .with_min_bytes(self.config.fetch_min_bytes)
-                .with_max_bytes(self.config.fetch_max_bytes)
-                .with_session_epoch(-1)
-                .with_topics(
-                    by_topic
-                        .into_iter()
-                        .map(|(topic, partitions)| {
-                            FetchTopic::default()
-                                .with_topic(TopicName(StrBytes::from_string(topic)))
-                                .with_partitions(partitions)
-                        })
-                        .collect(),
-                ),
-        )
     }
 
     /// Decodes a fetch response into records and moves positions past them.
@@ -279,6 +345,10 @@ impl Consumer {
                 let tp = (name.clone(), data.partition_index);
                 if data.error_code == ResponseError::OffsetOutOfRange.code() {
                     self.positions.insert(tp, None);
+                    continue;
+                }
+                if moves_leader(data.error_code) {
+                    self.cluster.mark_stale();
                     continue;
                 }
                 if data.error_code != 0 {
@@ -340,4 +410,38 @@ impl Consumer {
         }
         Ok(records)
     }
+}
+
+/// One Fetch for `positions`; `None` when there is nothing to fetch.
+fn fetch_request(config: &ConsumerConfig, positions: &BTreeMap<(String, i32), i64>) -> Option<FetchRequest> {
+    if positions.is_empty() {
+        return None;
+    }
+    let mut by_topic: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+    for ((topic, partition), offset) in positions {
+        by_topic.entry(topic.clone()).or_default().push(
+            FetchPartition::default()
+                .with_partition(*partition)
+                .with_fetch_offset(*offset)
+                .with_partition_max_bytes(config.partition_max_bytes),
+        );
+    }
+    Some(
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(config.fetch_max_wait.as_millis() as i32)
+            .with_min_bytes(config.fetch_min_bytes)
+            .with_max_bytes(config.fetch_max_bytes)
+            .with_session_epoch(-1)
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        FetchTopic::default()
+                            .with_topic(TopicName(StrBytes::from_string(topic)))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            ),
+    )
 }

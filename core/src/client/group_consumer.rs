@@ -36,7 +36,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::assignor::{Assignor, MemberSubscription, RebalanceProtocol, Subscriptions};
-use super::{ClientError, Connection, Consumer, ConsumerConfig, ConsumerRecord, partition_counts};
+use super::{ClientError, ClusterView, Connection, Consumer, ConsumerConfig, ConsumerRecord, partition_counts};
 
 /// The embedded consumer protocol's version this client writes: 2 carries the owned
 /// partitions and their generation, which the sticky assignors need.
@@ -100,7 +100,12 @@ fn from_embedded<T: Decodable + Default>(mut bytes: Bytes) -> Result<T, ClientEr
 pub struct GroupConsumer {
     consumer: Consumer,
     config: GroupConfig,
+    /// The bootstrap brokers, to find the coordinator again when it moves.
+    cluster: ClusterView,
     coordinator: Arc<Connection>,
+    /// The coordinator answered that it is not (or no longer) the group's: find it again
+    /// before the next JoinGroup.
+    coordinator_moved: Arc<AtomicBool>,
     topics: Vec<String>,
     member_id: String,
     generation_id: i32,
@@ -160,27 +165,14 @@ impl GroupConsumer {
         topics: Vec<String>,
     ) -> Result<Self, ClientError> {
         let consumer = Consumer::connect(consumer_config.clone()).await?;
-        let bootstrap = Connection::connect(&consumer_config.bootstrap, &consumer_config.client_id).await?;
-        // Version 4 asks for a batch of keys; older versions for one.
-        let batched = bootstrap.version(kafka_protocol::messages::ApiKey::FindCoordinator).is_some_and(|v| v >= 4);
-        let request = if batched {
-            FindCoordinatorRequest::default().with_coordinator_keys(vec![str_bytes(&config.group_id)])
-        } else {
-            FindCoordinatorRequest::default().with_key(str_bytes(&config.group_id))
-        };
-        let found = bootstrap.send(request).await?;
-        let (code, host, port) = match found.coordinators.first() {
-            Some(c) => (c.error_code, c.host.to_string(), c.port),
-            None => (found.error_code, found.host.to_string(), found.port),
-        };
-        if code != 0 {
-            return Err(ClientError::Broker { api: "FindCoordinator", code });
-        }
-        let coordinator = Connection::connect(&format!("{host}:{port}"), &consumer_config.client_id).await?;
+        let cluster = ClusterView::new(&consumer_config.bootstrap, &consumer_config.client_id);
+        let coordinator = find_coordinator(&cluster, &config.group_id).await?;
         Ok(Self {
             consumer,
             config,
+            cluster,
             coordinator,
+            coordinator_moved: Arc::new(AtomicBool::new(false)),
             topics,
             member_id: String::new(),
             generation_id: -1,
@@ -234,8 +226,19 @@ impl GroupConsumer {
                     let joined = outcome.map_err(|e| ClientError::Disconnected {
                         addr: "group coordinator".into(),
                         reason: format!("rebalance task failed: {e}"),
-                    })??;
-                    self.finish_rebalance(joined).await?;
+                    })?;
+                    match joined {
+                        Ok(joined) => self.finish_rebalance(joined).await?,
+                        // The coordinator moved or went away during the round: find it
+                        // and join again, as Kafka's clients do.
+                        Err(error) if coordinator_gone(&error) => {
+                            self.coordinator_moved.store(true, Ordering::Release);
+                            self.rejoin.store(true, Ordering::Release);
+                            tokio::time::sleep(COORDINATOR_BACKOFF).await;
+                            return Ok(Vec::new());
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
                 None if idle => return Ok(Vec::new()),
                 None => {}
@@ -281,7 +284,14 @@ impl GroupConsumer {
             ResponseError::IllegalGeneration.code(),
             ResponseError::FencedInstanceId.code(),
         ];
-        if fenced.contains(&self.heartbeat_error.swap(0, Ordering::AcqRel)) {
+        let heartbeat_error = self.heartbeat_error.swap(0, Ordering::AcqRel);
+        if self.coordinator_moved.swap(false, Ordering::AcqRel)
+            || self.coordinator.is_closed()
+            || coordinator_code(heartbeat_error)
+        {
+            self.coordinator = find_coordinator(&self.cluster, &self.config.group_id).await?;
+        }
+        if fenced.contains(&heartbeat_error) {
             // The group has already given these partitions to others: lost, not revoked.
             self.consumer.assign(Vec::new());
             self.assignment_generation = -1;
@@ -474,11 +484,22 @@ impl GroupConsumer {
                     })
                     .collect(),
             );
-        let response = self.coordinator.send(request).await?;
+        let response = match self.coordinator.send(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                // The coordinator went away: the commit is retried after finding it again.
+                self.coordinator_moved.store(true, Ordering::Release);
+                self.rejoin.store(true, Ordering::Release);
+                return Err(error);
+            }
+        };
         let code = response.topics.iter().flat_map(|t| t.partitions.iter()).map(|p| p.error_code).find(|c| *c != 0);
         match code {
             None => Ok(()),
             Some(code) => {
+                if coordinator_code(code) {
+                    self.coordinator_moved.store(true, Ordering::Release);
+                }
                 if self.rebalance.is_none() {
                     self.rejoin.store(true, Ordering::Release);
                 }
@@ -632,5 +653,64 @@ impl JoinRound {
             .flat_map(|tp| tp.partitions.iter().map(move |p| (tp.topic.to_string(), *p)))
             .collect();
         Ok(Joined { member_id: self.member_id, generation_id, assignment: Some(partitions) })
+    }
+}
+
+/// How long to wait before asking for a coordinator again.
+const COORDINATOR_BACKOFF: Duration = Duration::from_millis(100);
+/// How long `find_coordinator` keeps asking while the group has none (its offsets
+/// partition is being created or is changing leader).
+const FIND_COORDINATOR_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Codes that mean the group's coordinator is elsewhere or not ready yet.
+fn coordinator_code(code: i16) -> bool {
+    [
+        ResponseError::NotCoordinator.code(),
+        ResponseError::CoordinatorNotAvailable.code(),
+        ResponseError::CoordinatorLoadInProgress.code(),
+    ]
+    .contains(&code)
+}
+
+/// Whether a failed group request means the coordinator moved or went away.
+fn coordinator_gone(error: &ClientError) -> bool {
+    match error {
+        ClientError::Broker { code, .. } => coordinator_code(*code),
+        ClientError::Disconnected { .. } | ClientError::Connect { .. } | ClientError::Timeout { .. } => true,
+        _ => false,
+    }
+}
+
+/// Asks any broker for `group`'s coordinator (FindCoordinator) and connects to it, asking
+/// again while the group has none.
+async fn find_coordinator(cluster: &ClusterView, group: &str) -> Result<Arc<Connection>, ClientError> {
+    let deadline = Instant::now() + FIND_COORDINATOR_TIMEOUT;
+    loop {
+        let attempt = async {
+            let bootstrap = cluster.any_connection().await?;
+            // Version 4 asks for a batch of keys; older versions for one.
+            let batched = bootstrap.version(kafka_protocol::messages::ApiKey::FindCoordinator).is_some_and(|v| v >= 4);
+            let request = if batched {
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![str_bytes(group)])
+            } else {
+                FindCoordinatorRequest::default().with_key(str_bytes(group))
+            };
+            let found = bootstrap.send(request).await?;
+            let (code, host, port) = match found.coordinators.first() {
+                Some(c) => (c.error_code, c.host.to_string(), c.port),
+                None => (found.error_code, found.host.to_string(), found.port),
+            };
+            if code != 0 {
+                return Err(ClientError::Broker { api: "FindCoordinator", code });
+            }
+            cluster.connect(&format!("{host}:{port}")).await
+        };
+        match attempt.await {
+            Ok(coordinator) => return Ok(coordinator),
+            Err(error) if coordinator_gone(&error) && Instant::now() < deadline => {
+                tokio::time::sleep(COORDINATOR_BACKOFF).await;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }

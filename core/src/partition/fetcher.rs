@@ -176,7 +176,9 @@ impl Round<'_> {
                 match data.error_code {
                     0 => {
                         let records = data.records.unwrap_or_default();
-                        if let Err(error) = replica.append_as_follower(*epoch, &records, data.high_watermark) {
+                        if let Err(error) =
+                            replica.append_as_follower(*epoch, &records, data.high_watermark, data.log_start_offset)
+                        {
                             tracing::warn!(partition = %tp, %error, "cannot append the leader's batches");
                             self.phases.insert((tp, *epoch), Phase::Truncating);
                             backoff = true;

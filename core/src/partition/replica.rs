@@ -333,7 +333,7 @@ impl Replica {
     }
 
     /// Appends batches fetched from the leader followed at `leader_epoch`, and takes the
-    /// leader's high watermark (capped at this log's end). Nothing happens if the role
+    /// leader's high watermark (capped at this log's end) and log start. Nothing happens if the role
     /// changed since the fetch was sent.
     ///
     /// # Errors
@@ -344,6 +344,7 @@ impl Replica {
         leader_epoch: i32,
         batches: &[u8],
         leader_high_watermark: i64,
+        leader_log_start: i64,
     ) -> Result<(), ReplicaError> {
         let mut state = self.lock();
         if state.registration.leader_epoch != leader_epoch {
@@ -354,6 +355,11 @@ impl Replica {
         };
         if !batches.is_empty() {
             self.log.append_as_follower(batches)?;
+        }
+        // The leader's log start moved (DeleteRecords, retention): so does this copy's, so
+        // a new leader never serves what was deleted.
+        if leader_log_start > self.log.log_start() && leader_log_start <= self.log.log_end() {
+            self.log.advance_log_start(leader_log_start)?;
         }
         let capped = leader_high_watermark.min(self.log.log_end());
         // A follower's high watermark only moves forward, like the leader's.
