@@ -6,7 +6,9 @@ Usage: benches/cluster_bench.py [--rounds N] [--records N] [--headwater PATH]
 Starts three `headwater serve` nodes on 127.0.0.1, each a combined broker and controller,
 on fresh data directories. In each round:
 
-- iperf3, one stream on loopback for 3 s (the same machine's limit, for the ratio);
+- iperf3, one stream on loopback for 3 s, and dd writing 1 GiB with a final fdatasync into
+  the nodes' filesystem (the same machine's limits, for the ratios: the three nodes share
+  one disk, so RF=3 writes every byte three times to it);
 - `headwater bench produce` to a fresh topic with replication factor 1, then to one with
   replication factor 3 and min.insync.replicas=2: 1 KiB records, 6 partitions, 2 producers,
   1 MiB batches, linger 10 ms, acks=all; each after an uncounted warm-up run;
@@ -38,7 +40,10 @@ IPERF_PORT = 15291
 
 
 def run(args, **kw):
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
+    done = subprocess.run(args, capture_output=True, text=True, **kw)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
 
 
 def free_port():
@@ -53,6 +58,16 @@ def iperf3():
     out = json.loads(run(["iperf3", "-c", "127.0.0.1", "-p", str(IPERF_PORT), "-t", "3", "-J"]))
     server.wait(10)
     return out["end"]["sum_received"]["bits_per_second"] / 8 / 1e6
+
+
+def dd(directory):
+    """Sequential write of 1 GiB with a final fdatasync into the nodes' filesystem, MB/s."""
+    path = os.path.join(directory, "dd.tmp")
+    out = subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", "count=1024", "conv=fdatasync"],
+                         check=True, capture_output=True, text=True).stderr
+    os.remove(path)
+    seconds = float(re.search(r"copied, ([0-9.]+) s", out).group(1))
+    return 1024 * 1024 * 1024 / seconds / 1e6
 
 
 class Cluster:
@@ -135,6 +150,8 @@ def main():
         for round_ in range(args.rounds):
             loopback = iperf3()
             record("iperf3 loopback MB/s", loopback)
+            disk = dd(root)
+            record("dd 1 GiB conv=fdatasync MB/s", disk)
             figures = {}
             for rf in (1, 3):
                 topic = f"rf{rf}-{round_}"
@@ -144,6 +161,8 @@ def main():
                 record(f"RF={rf} acks=all MB/s", figures[rf])
                 record(f"RF={rf} % of loopback", 100 * figures[rf] / loopback)
             record("RF=3 / RF=1 %", 100 * figures[3] / figures[1])
+            # Every node's log is on the one disk: RF=3 writes each byte three times.
+            record("RF=3 bytes written to disk, % of dd", 100 * 3 * figures[3] / disk)
 
             topic = f"failover-{round_}"
             bench(hw, cluster.bootstrap(), topic, "--replication-factor", "3", "--topic-config",

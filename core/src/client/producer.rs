@@ -280,7 +280,13 @@ impl Producer {
                     self.shared.lock().topics.entry(topic.to_string()).or_insert_with(|| TopicState {
                         partitions,
                         sticky: None,
-                        batches: (0..partitions).map(|_| PartitionState::default()).collect(),
+                        // One batch in flight until the partition's first is acknowledged: a
+                        // leader accepts any first sequence from a producer it does not know,
+                        // so a later batch landing first (its predecessor refused by a broker
+                        // not yet leading) would leave the first out of order for good.
+                        batches: (0..partitions)
+                            .map(|_| PartitionState { recovering: true, ..PartitionState::default() })
+                            .collect(),
                     });
                 }
             }
