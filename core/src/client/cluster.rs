@@ -23,6 +23,9 @@ use super::{ClientError, Connection};
 
 /// How long a connection attempt to one broker may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a Metadata request may take: a broker cut off by the network keeps its TCP
+/// connection open and never answers, and the next broker must be asked instead.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A partition's leader: the broker id, or none while it has no leader.
 pub type Leader = Option<i32>;
@@ -84,19 +87,24 @@ impl ClusterView {
         self.lock().stale = true;
     }
 
+    /// The addresses to ask, in turn: the known brokers, then the bootstrap list.
+    fn candidates(&self) -> Vec<String> {
+        let mut candidates: Vec<String> = self.lock().brokers.values().cloned().collect();
+        candidates.sort();
+        candidates.extend(self.bootstrap.iter().filter(|b| !candidates.contains(b)).cloned().collect::<Vec<_>>());
+        candidates
+    }
+
     /// Any broker that answers: the known brokers, then the bootstrap list.
     ///
     /// # Errors
     /// The last connection error when none answers.
     pub async fn any_connection(&self) -> Result<Arc<Connection>, ClientError> {
-        let mut candidates: Vec<String> = self.lock().brokers.values().cloned().collect();
-        candidates.sort();
-        candidates.extend(self.bootstrap.iter().cloned());
         let mut last = ClientError::Connect {
             addr: self.bootstrap.join(","),
             source: Arc::new(std::io::Error::new(std::io::ErrorKind::NotFound, "no bootstrap broker")),
         };
-        for addr in candidates {
+        for addr in self.candidates() {
             match self.connect(&addr).await {
                 Ok(connection) => return Ok(connection),
                 Err(error) => last = error,
@@ -105,10 +113,15 @@ impl ClusterView {
         Err(last)
     }
 
+    /// Forgets the connection to `addr`: it failed or stopped answering.
+    pub async fn forget(&self, addr: &str) {
+        self.connections.lock().await.remove(addr);
+    }
+
     /// Asks the cluster for `topics`' leaders (creating them if the broker auto-creates).
     ///
     /// # Errors
-    /// No broker answered; [`ClientError::UnknownTopic`] for a topic that does not exist.
+    /// No broker answered. A topic that does not exist is left out of the view.
     pub async fn refresh(&self, topics: &[String]) -> Result<(), ClientError> {
         let request = MetadataRequest::default().with_allow_auto_topic_creation(true).with_topics(Some(
             topics
@@ -116,21 +129,38 @@ impl ClusterView {
                 .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
                 .collect(),
         ));
-        let connection = self.any_connection().await?;
-        let response = match connection.send(request).await {
-            Ok(response) => response,
-            Err(error) => {
-                self.mark_stale();
-                return Err(error);
+        let mut last = None;
+        let mut answer = None;
+        for addr in self.candidates() {
+            let connection = match self.connect(&addr).await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    last = Some(error);
+                    continue;
+                }
+            };
+            match tokio::time::timeout(METADATA_TIMEOUT, connection.send(request.clone())).await {
+                Ok(Ok(response)) => {
+                    answer = Some(response);
+                    break;
+                }
+                Ok(Err(error)) => last = Some(error),
+                Err(_) => last = Some(ClientError::Timeout { ms: METADATA_TIMEOUT.as_millis() as u64 }),
             }
+            self.forget(&addr).await;
+        }
+        let Some(response) = answer else {
+            self.mark_stale();
+            return Err(last.unwrap_or(ClientError::Timeout { ms: METADATA_TIMEOUT.as_millis() as u64 }));
         };
         let mut view = self.lock();
         view.brokers = response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
-        let mut unknown = None;
         for topic in response.topics {
             let name = topic.name.map(|n| n.to_string()).unwrap_or_default();
             if topic.partitions.is_empty() {
-                unknown = Some(name);
+                // Deleted (or never there): forgotten, so it does not fail lookups of the
+                // other topics; whoever asked about it finds it missing.
+                view.leaders.remove(&name);
                 continue;
             }
             let mut leaders = vec![None; topic.partitions.len()];
@@ -142,10 +172,7 @@ impl ClusterView {
             view.leaders.insert(name, leaders);
         }
         view.stale = false;
-        match unknown {
-            Some(topic) => Err(ClientError::UnknownTopic { topic }),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// `topic`'s partition count, asking the cluster if it is not known yet.
@@ -182,7 +209,9 @@ impl ClusterView {
                     topics
                 };
                 self.refresh(&topics).await?;
-                self.lock().leaders.get(topic).and_then(|l| l.get(partition as usize).copied().flatten())
+                let view = self.lock();
+                let leaders = view.leaders.get(topic).ok_or(ClientError::UnknownTopic { topic: topic.into() })?;
+                leaders.get(partition as usize).copied().flatten()
             }
         };
         Ok(leader.and_then(|id| self.lock().brokers.get(&id).cloned()))

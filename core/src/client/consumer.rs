@@ -292,11 +292,14 @@ impl Consumer {
         let mut records = Vec::new();
         let mut failure = None;
         let mut succeeded = false;
+        let mut refused = None;
         for response in futures::future::join_all(pending).await {
             match response {
                 Ok(response) => {
                     succeeded = true;
-                    records.extend(self.take_records(response)?);
+                    let (taken, error) = self.take_records(response);
+                    records.extend(taken);
+                    refused = refused.or(error);
                 }
                 Err(error) => {
                     // The broker went away or the leader moved: ask where the partitions are.
@@ -315,6 +318,13 @@ impl Consumer {
             return Ok(records);
         }
         self.failed_polls = 0;
+        // A partition refused for good is reported, but not at the cost of the records the
+        // other partitions gave (their positions have moved past them).
+        if let Some(error) = refused
+            && records.is_empty()
+        {
+            return Err(error);
+        }
         // Pipelining: the next fetches go out before these records are handed over.
         let next = self.fetch_positions();
         let responses = Self::begin_fetches(&self.cluster, &self.config, &next).await;
@@ -333,11 +343,14 @@ impl Consumer {
     }
 
     /// Decodes a fetch response into records and moves positions past them.
+    /// A partition that cannot be decoded or is refused keeps its position and gives its
+    /// error beside the other partitions' records.
     fn take_records(
         &mut self,
         response: kafka_protocol::messages::FetchResponse,
-    ) -> Result<Vec<ConsumerRecord>, ClientError> {
+    ) -> (Vec<ConsumerRecord>, Option<ClientError>) {
         let mut records = Vec::new();
+        let mut refused = None;
         for topic in response.responses {
             let name = topic.topic.to_string();
             let shared_name: Arc<str> = Arc::from(name.as_str());
@@ -352,63 +365,24 @@ impl Consumer {
                     continue;
                 }
                 if data.error_code != 0 {
-                    return Err(ClientError::Broker { api: "Fetch", code: data.error_code });
+                    refused.get_or_insert(ClientError::Broker { api: "Fetch", code: data.error_code });
+                    continue;
                 }
                 let Some(position) = self.positions.get(&tp).copied().flatten() else { continue };
                 let Some(bytes) = data.records else { continue };
-                let mut next = position;
-                for batch in BatchIter::new(&bytes) {
-                    let Ok(batch) = batch else { break }; // a partial batch at the end of a response
-                    if batch.is_control() {
-                        next = next.max(batch.next_offset());
-                        continue;
+                match decode_partition(&shared_name, data.partition_index, position, &bytes) {
+                    Ok((decoded, next)) => {
+                        records.extend(decoded);
+                        self.positions.insert(tp, Some(next));
                     }
-                    // Keys and values are slices of one buffer, never copied: the fetch
-                    // response itself, or the batch's decompressed records.
-                    let payload = &batch.as_bytes()[crate::record::BATCH_HEADER_BYTES..];
-                    let codec =
-                        batch.compression().map_err(|e| ClientError::InvalidRecord { message: e.to_string() })?;
-                    let buffer = match codec {
-                        crate::record::Compression::None => bytes.slice_ref(payload),
-                        codec => Bytes::from(
-                            codec
-                                .decompress(payload, 64 << 20)
-                                .map_err(|e| ClientError::InvalidRecord { message: e.to_string() })?,
-                        ),
-                    };
-                    let decoded = crate::record::Records::new(
-                        std::borrow::Cow::Borrowed(&buffer[..]),
-                        batch.base_offset(),
-                        batch.base_timestamp(),
-                        batch.records_count(),
-                    );
-                    for record in decoded.iter() {
-                        let record = record.map_err(|e| ClientError::InvalidRecord { message: e.to_string() })?;
-                        if record.offset < position {
-                            continue; // a batch starts before the position: skip what was read
-                        }
-                        records.push(ConsumerRecord {
-                            topic: Arc::clone(&shared_name),
-                            partition: data.partition_index,
-                            offset: record.offset,
-                            timestamp: record.timestamp,
-                            key: record.key.map(|k| buffer.slice_ref(k)),
-                            value: record.value.map(|v| buffer.slice_ref(v)),
-                            headers: record
-                                .headers
-                                .iter()
-                                .map(|h| {
-                                    (String::from_utf8_lossy(h.key).into_owned(), h.value.map(|v| buffer.slice_ref(v)))
-                                })
-                                .collect(),
-                        });
+                    // The partition keeps its position: nothing of it is handed over.
+                    Err(error) => {
+                        refused.get_or_insert(error);
                     }
-                    next = next.max(batch.next_offset());
                 }
-                self.positions.insert(tp, Some(next));
             }
         }
-        Ok(records)
+        (records, refused)
     }
 }
 
@@ -444,4 +418,58 @@ fn fetch_request(config: &ConsumerConfig, positions: &BTreeMap<(String, i32), i6
                     .collect(),
             ),
     )
+}
+
+/// The records of one partition's fetched batches from `position` on, and the offset after
+/// them.
+fn decode_partition(
+    topic: &Arc<str>,
+    partition: i32,
+    position: i64,
+    bytes: &Bytes,
+) -> Result<(Vec<ConsumerRecord>, i64), ClientError> {
+    let invalid = |e: &dyn std::fmt::Display| ClientError::InvalidRecord { message: e.to_string() };
+    let mut records = Vec::new();
+    let mut next = position;
+    for batch in BatchIter::new(bytes) {
+        let Ok(batch) = batch else { break }; // a partial batch at the end of a response
+        if batch.is_control() {
+            next = next.max(batch.next_offset());
+            continue;
+        }
+        // Keys and values are slices of one buffer, never copied: the fetch response
+        // itself, or the batch's decompressed records.
+        let payload = &batch.as_bytes()[crate::record::BATCH_HEADER_BYTES..];
+        let buffer = match batch.compression().map_err(|e| invalid(&e))? {
+            crate::record::Compression::None => bytes.slice_ref(payload),
+            codec => Bytes::from(codec.decompress(payload, 64 << 20).map_err(|e| invalid(&e))?),
+        };
+        let decoded = crate::record::Records::new(
+            std::borrow::Cow::Borrowed(&buffer[..]),
+            batch.base_offset(),
+            batch.base_timestamp(),
+            batch.records_count(),
+        );
+        for record in decoded.iter() {
+            let record = record.map_err(|e| invalid(&e))?;
+            if record.offset < position {
+                continue; // a batch starts before the position: skip what was read
+            }
+            records.push(ConsumerRecord {
+                topic: Arc::clone(topic),
+                partition,
+                offset: record.offset,
+                timestamp: record.timestamp,
+                key: record.key.map(|k| buffer.slice_ref(k)),
+                value: record.value.map(|v| buffer.slice_ref(v)),
+                headers: record
+                    .headers
+                    .iter()
+                    .map(|h| (String::from_utf8_lossy(h.key).into_owned(), h.value.map(|v| buffer.slice_ref(v))))
+                    .collect(),
+            });
+        }
+        next = next.max(batch.next_offset());
+    }
+    Ok((records, next))
 }

@@ -658,6 +658,8 @@ impl JoinRound {
 
 /// How long to wait before asking for a coordinator again.
 const COORDINATOR_BACKOFF: Duration = Duration::from_millis(100);
+/// How long one FindCoordinator may take before another broker is asked.
+const FIND_COORDINATOR_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `find_coordinator` keeps asking while the group has none (its offsets
 /// partition is being created or is changing leader).
 const FIND_COORDINATOR_TIMEOUT: Duration = Duration::from_secs(30);
@@ -695,7 +697,14 @@ async fn find_coordinator(cluster: &ClusterView, group: &str) -> Result<Arc<Conn
             } else {
                 FindCoordinatorRequest::default().with_key(str_bytes(group))
             };
-            let found = bootstrap.send(request).await?;
+            let found = match tokio::time::timeout(FIND_COORDINATOR_REQUEST_TIMEOUT, bootstrap.send(request)).await {
+                Ok(found) => found?,
+                Err(_) => {
+                    // A broker that stopped answering: ask another next time.
+                    cluster.forget(bootstrap.addr()).await;
+                    return Err(ClientError::Timeout { ms: FIND_COORDINATOR_REQUEST_TIMEOUT.as_millis() as u64 });
+                }
+            };
             let (code, host, port) = match found.coordinators.first() {
                 Some(c) => (c.error_code, c.host.to_string(), c.port),
                 None => (found.error_code, found.host.to_string(), found.port),

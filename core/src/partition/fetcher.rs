@@ -25,7 +25,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::follower::{Truncation, next_truncation};
 use super::replica::Replica;
 use super::replica_manager::ReplicaManager;
-use crate::client::Connection;
+use crate::client::{ClientError, Connection};
 use crate::cluster::BrokerId;
 use crate::log::TopicPartition;
 
@@ -38,6 +38,9 @@ const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const RESPONSE_MAX_BYTES: i32 = 10 << 20;
 /// `replica.fetch.backoff.ms`: the pause after an error before trying again.
 const BACKOFF: Duration = Duration::from_millis(100);
+/// How long a connection or an answer may take beyond the long poll before the leader is
+/// taken for unreachable (a network cut leaves TCP connections open and silent).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where one followed partition is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +59,9 @@ pub(super) async fn run(manager: Arc<ReplicaManager>, leader: BrokerId) {
             tokio::time::sleep(BACKOFF).await;
             continue;
         };
-        let connection = match Connection::connect(&addr, &client_id).await {
+        let connected = tokio::time::timeout(REQUEST_TIMEOUT, Connection::connect(&addr, &client_id)).await;
+        let connection = match connected.unwrap_or(Err(ClientError::Timeout { ms: REQUEST_TIMEOUT.as_millis() as u64 }))
+        {
             Ok(connection) => connection,
             Err(error) => {
                 tracing::debug!(leader, %error, "cannot reach the leader; retrying");
@@ -91,7 +96,7 @@ struct Round<'a> {
 }
 
 impl Round<'_> {
-    async fn run(self, followed: &[(Arc<Replica>, i32)]) -> Result<(), crate::client::ClientError> {
+    async fn run(self, followed: &[(Arc<Replica>, i32)]) -> Result<(), ClientError> {
         let phase = |r: &Arc<Replica>, e: i32| self.phases.get(&(r.tp.clone(), e)).copied();
         let truncating: Vec<_> = followed.iter().filter(|(r, e)| phase(r, *e) == Some(Phase::Truncating)).collect();
         let fetching: Vec<_> = followed.iter().filter(|(r, e)| phase(r, *e) == Some(Phase::Fetching)).collect();
@@ -108,7 +113,7 @@ impl Round<'_> {
             );
             let requested: HashMap<TopicPartition, Option<i32>> =
                 truncating.iter().map(|(r, _)| (r.tp.clone(), r.log.latest_epoch())).collect();
-            let response = self.connection.send(request).await?;
+            let response = within(REQUEST_TIMEOUT, self.connection.send(request)).await?;
             for topic in response.topics {
                 for answer in topic.partitions {
                     let tp = TopicPartition::new(topic.topic.to_string(), answer.partition);
@@ -143,13 +148,16 @@ impl Round<'_> {
                     }
                 }
             }
-            if backoff {
+            if backoff && fetching.is_empty() {
                 tokio::time::sleep(BACKOFF).await;
             }
-            return Ok(());
+            // Partitions already fetching go on in the same round: one partition that
+            // cannot settle its truncation must not hold up the others from this leader.
         }
         if fetching.is_empty() {
-            tokio::time::sleep(BACKOFF).await;
+            if truncating.is_empty() {
+                tokio::time::sleep(BACKOFF).await;
+            }
             return Ok(());
         }
         let request = FetchRequest::default()
@@ -167,7 +175,8 @@ impl Round<'_> {
                     .with_log_start_offset(replica.log.log_start())
                     .with_partition_max_bytes(PARTITION_MAX_BYTES)
             }));
-        let response = self.connection.send(request).await?;
+        let wait = Duration::from_millis(FETCH_WAIT_MS as u64) + REQUEST_TIMEOUT;
+        let response = within(wait, self.connection.send(request)).await?;
         let mut backoff = false;
         for topic in response.responses {
             for data in topic.partitions {
@@ -200,6 +209,11 @@ impl Round<'_> {
         }
         Ok(())
     }
+}
+
+/// `request`'s answer, or a timeout error after `limit`.
+async fn within<T>(limit: Duration, request: impl Future<Output = Result<T, ClientError>>) -> Result<T, ClientError> {
+    tokio::time::timeout(limit, request).await.unwrap_or(Err(ClientError::Timeout { ms: limit.as_millis() as u64 }))
 }
 
 /// Groups partitions by topic, as Kafka's requests want them.

@@ -191,11 +191,15 @@ impl LeaderState {
         Some(self.advance_high_watermark().into_iter().collect())
     }
 
-    /// The controller definitely did not apply the AlterPartition (it refused it): allow
-    /// another. A request that timed out may still commit; keep it pending until the image
-    /// moves past it instead.
-    pub fn on_alter_refused(&mut self) {
-        self.pending_isr = None;
+    /// The controller refused the AlterPartition for `isr` asked at `partition_epoch`, for
+    /// a reason that no newer image will settle (an ineligible replica): allow another.
+    /// Only that very request is cleared: a late refusal of an older request must not clear
+    /// a newer pending change, which the high watermark still counts on. A request that
+    /// timed out, or was refused as stale, stays pending until the image moves past it.
+    pub fn on_alter_refused(&mut self, isr: &[BrokerId], partition_epoch: i32) {
+        if self.pending_isr.as_ref().is_some_and(|(pending, at)| pending == isr && *at == partition_epoch) {
+            self.pending_isr = None;
+        }
     }
 
     fn maybe_expand(&mut self, follower: BrokerId) -> Option<LeaderAction> {

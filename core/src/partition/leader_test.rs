@@ -149,3 +149,31 @@ fn a_fetch_from_past_the_log_end_counts_for_nothing() {
     leader.on_append(100);
     assert_eq!(leader.high_watermark(), 10, "the follower's claimed 100 was never recorded");
 }
+
+#[test]
+fn a_late_refusal_of_an_older_request_leaves_a_newer_pending_change_counted() {
+    let now = Instant::now();
+    let mut leader = LeaderState::new(1, registration(vec![1, 2]), 0, 0, LAG_MAX, now);
+    leader.on_append(100);
+    leader.on_fetch(2, 100, now);
+    // Follower 3 catches up: the leader asks to add it at partition epoch 7.
+    let asked = leader.on_fetch(3, 100, now);
+    assert!(asked.contains(&LeaderAction::AlterIsr { isr: vec![1, 2, 3], leader_epoch: 4, partition_epoch: 7 }));
+    // Another change reaches the image first (epoch 8), so the request is moot; the leader
+    // asks again at epoch 8.
+    let mut moved = registration(vec![1, 2]);
+    moved.partition_epoch = 8;
+    leader.on_registration(moved).expect("still the leader");
+    let again = leader.on_fetch(3, 100, now);
+    assert!(again.contains(&LeaderAction::AlterIsr { isr: vec![1, 2, 3], leader_epoch: 4, partition_epoch: 8 }));
+    // The refusal of the epoch-7 request arrives late: the epoch-8 one still counts, so the
+    // high watermark keeps waiting for broker 3 (it may join the ISR any moment).
+    leader.on_alter_refused(&[1, 2, 3], 7);
+    leader.on_append(150);
+    leader.on_fetch(2, 150, now);
+    assert_eq!(leader.high_watermark(), 100, "broker 3 is in the pending ISR and has only 100");
+    // Its own refusal does clear it.
+    leader.on_alter_refused(&[1, 2, 3], 8);
+    leader.on_fetch(2, 150, now);
+    assert_eq!(leader.high_watermark(), 150);
+}

@@ -311,15 +311,15 @@ impl Replica {
         leader.on_tick(now)
     }
 
-    /// The controller refused an AlterPartition asked at `leader_epoch`: the leader may ask
-    /// again.
-    pub fn on_alter_refused(&self, leader_epoch: i32) {
+    /// The controller refused the AlterPartition for `isr` asked at these epochs, for good:
+    /// the leader may ask again (see [`LeaderState::on_alter_refused`]).
+    pub fn on_alter_refused(&self, leader_epoch: i32, partition_epoch: i32, isr: &[BrokerId]) {
         let mut state = self.lock();
         if state.registration.leader_epoch != leader_epoch {
             return;
         }
         if let Role::Leader(leader) = &mut state.role {
-            leader.on_alter_refused();
+            leader.on_alter_refused(isr, partition_epoch);
         }
     }
 

@@ -27,13 +27,15 @@ use super::fetcher;
 use super::leader::LeaderAction;
 use super::replica::Replica;
 use crate::cluster::quorum::Controller;
-use crate::cluster::{BrokerId, MetadataCommand, MetadataImage};
+use crate::cluster::{BrokerId, MetadataCommand, MetadataError, MetadataImage};
 use crate::log::{LogError, LogManager, TopicPartition};
 
 /// How often leaders check their followers' lag.
 const TICK: Duration = Duration::from_millis(250);
 /// How long one AlterPartition proposal may take before it is sent again.
 const ALTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a refused ISR change blocks the next one.
+const REFUSED_BACKOFF: Duration = Duration::from_secs(1);
 
 /// This broker's replicas, kept in step with the metadata image.
 pub struct ReplicaManager {
@@ -275,14 +277,23 @@ impl ReplicaManager {
             leader: self.broker,
             leader_epoch,
             partition_epoch,
-            isr,
+            isr: isr.clone(),
         };
         loop {
             match self.controller.propose(command.clone(), ALTER_TIMEOUT).await {
                 Ok(Ok(_)) => return,
+                // Stale epochs: a newer image is on its way (or this leadership is over) and
+                // settles the pending change when it arrives.
+                Ok(Err(MetadataError::InvalidUpdateVersion { .. } | MetadataError::FencedLeaderEpoch { .. })) => {
+                    return;
+                }
                 Ok(Err(error)) => {
                     tracing::info!(partition = %replica.tp, %error, "ISR change refused");
-                    replica.on_alter_refused(leader_epoch);
+                    // Kept pending a while before another may be asked: a replica refused
+                    // now (a fenced broker still fetching) would be proposed again at its
+                    // very next fetch, a metadata record per fetch.
+                    tokio::time::sleep(REFUSED_BACKOFF).await;
+                    replica.on_alter_refused(leader_epoch, partition_epoch, &isr);
                     return;
                 }
                 // Undecided: it may still commit, so it keeps counting until the image moves

@@ -407,13 +407,13 @@ impl Sim {
                             leader,
                             leader_epoch,
                             partition_epoch,
-                            isr,
+                            isr: isr.clone(),
                         });
                     if accepted {
                         self.stats.isr_changes += 1;
                         self.publish();
                     } else if let Some(state) = self.brokers.get_mut(&leader).expect("broker").leader.as_mut() {
-                        state.on_alter_refused();
+                        state.on_alter_refused(&isr, partition_epoch);
                     }
                 }
             }

@@ -206,9 +206,11 @@ impl Controller {
                         return;
                     }
                     Ok(ControllerResponse::AddLearner(Err(ProposeError::NotLeader { leader: Some((_, leader)) }))) => {
-                        targets.insert(0, leader);
+                        // Ask the leader next, then the voters in turn again.
+                        targets = std::iter::once(leader.clone())
+                            .chain(shared.config.voters.values().filter(|v| **v != leader).cloned())
+                            .collect();
                         attempt = 0;
-                        continue;
                     }
                     Ok(other) => tracing::debug!(?other, "learner request not accepted yet"),
                     Err(error) => tracing::debug!(%error, via = %addr, "learner request failed"),
@@ -483,14 +485,16 @@ async fn watch_sessions(shared: Arc<Shared>) {
             let mut sessions = shared.sessions.lock().expect("sessions lock");
             sessions.restart(live.iter().copied(), now);
             // Except the broker of the controller this node took over from: the quorum
-            // lost that node, so its broker gets one heartbeat interval rather than a whole
-            // session. That is what keeps fail-over of a combined node near the broker-only
-            // case (docs/design/0005); a live broker fenced by mistake is unfenced by its
-            // next heartbeat, having lost only its leaderships.
+            // lost that node, so its broker gets two heartbeat intervals (time for a live
+            // broker to learn of the new controller from its AppendEntries and send its next
+            // heartbeat) rather than a whole session. That is what keeps fail-over of a
+            // combined node near the broker-only case (docs/design/0005). A live broker
+            // fenced by mistake loses its leaderships and ISR places and is unfenced by its
+            // next heartbeat; its replicas rejoin the ISR once caught up.
             if let Some(previous) = previous_leader.filter(|p| *p != shared.config.node_id) {
                 let id = previous as BrokerId;
                 if live.contains(&id) {
-                    sessions.heartbeat_within(id, now, shared.config.broker_heartbeat_interval);
+                    sessions.heartbeat_within(id, now, 2 * shared.config.broker_heartbeat_interval);
                 }
             }
             active_term = Some(term);
