@@ -646,3 +646,34 @@ fn a_new_leaders_epoch_is_recorded_before_its_first_append() {
     t.log.assign_epoch(2).unwrap();
     assert_eq!(t.log.latest_epoch(), Some(4), "an older epoch changes nothing");
 }
+
+#[test]
+fn a_follower_behind_its_leaders_log_start_starts_again_there() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let follower = open_log_system_clock(dir.path(), small_segments(1024));
+        for _ in 0..3 {
+            follower.log.append(&batch(&["old"], 1), 1).unwrap();
+        }
+        // Only forward: a log never starts again inside what it has.
+        assert!(matches!(follower.log.truncate_fully_and_start_at(3), Err(LogError::InvalidAppend { .. })));
+        follower.log.truncate_fully_and_start_at(50).unwrap();
+        assert_eq!((follower.log.log_start(), follower.log.log_end()), (50, 50));
+        assert!(follower.log.read(50, None, 1 << 20).unwrap().records.is_empty());
+        assert!(matches!(follower.log.read(2, None, 1 << 20), Err(LogError::OffsetOutOfRange { .. })));
+        assert_eq!(follower.log.latest_epoch(), None, "the epochs start again with the leader's batches");
+        // The leader's batch at offset 50 follows (the base offset lies outside the CRC).
+        let mut leaders = batch(&["new", "newer"], 2);
+        leaders[..8].copy_from_slice(&50i64.to_be_bytes());
+        follower.log.append_as_follower(&leaders).unwrap();
+        assert_eq!(follower.log.log_end(), 52);
+        follower.log.close().unwrap();
+    }
+    let reopened = open_log_system_clock(dir.path(), small_segments(1024));
+    assert_eq!((reopened.log.log_start(), reopened.log.log_end()), (50, 52), "it survives a reopen");
+    let values: Vec<_> = common::records(&reopened.log.read(50, None, 1 << 20).unwrap().records)
+        .into_iter()
+        .map(|(offset, _, value)| (offset, value.unwrap()))
+        .collect();
+    assert_eq!(values, vec![(50, "new".to_string()), (51, "newer".to_string())]);
+}

@@ -472,6 +472,12 @@ impl Log {
     /// fails, the old segment stays active and nothing is lost.
     fn roll(&self, state: &mut LogState) -> Result<(), LogError> {
         let base = state.log_end();
+        self.roll_at(state, base)
+    }
+
+    /// Seals the active segment and starts a new one at `base` (the log end, or past it
+    /// when a follower starts again at its leader's log start).
+    fn roll_at(&self, state: &mut LogState, base: i64) -> Result<(), LogError> {
         let interval = self.config().index_interval_bytes;
         let fresh = ActiveSegment::create(&self.dir, base, interval, self.context.clock.now_ms())?;
         let map = match state.active.prepare_seal() {
@@ -882,6 +888,46 @@ impl Log {
         self.write_checkpoint()?;
         tracing::info!(dir = %self.dir.display(), offset, new_end, "log truncated");
         Ok(new_end)
+    }
+
+    /// Empties the log and starts it again at `offset`, past its end (Kafka's
+    /// `truncateFullyAndStartAt`): what a follower does whose log ends below its leader's
+    /// log start, after retention or DeleteRecords removed what it would have fetched.
+    ///
+    /// The old segments stay on disk, below the new log start, until the next retention
+    /// pass removes them; a fresh active segment starts at `offset`. The epoch cache and
+    /// producer state start empty, as the leader's batches will fill them.
+    ///
+    /// # Errors
+    /// [`LogError::InvalidAppend`] for an offset not past the log end, [`LogError::Io`].
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        {
+            let mut state = self.lock();
+            if offset <= state.log_end() {
+                return Err(LogError::InvalidAppend { reason: "a log starts again only past its end" });
+            }
+            let interval = self.config().index_interval_bytes;
+            if state.active.is_empty() {
+                // Nothing to seal: the empty segment is replaced outright.
+                let fresh = ActiveSegment::create(&self.dir, offset, interval, self.context.clock.now_ms())?;
+                let old = std::mem::replace(&mut state.active, fresh);
+                old.paths.remove()?;
+                state.dir_dirty = true;
+            } else {
+                self.roll_at(&mut state, offset)?;
+            }
+            state.log_start = offset;
+            state.recovery_point = state.recovery_point.max(offset);
+            state.clean_offset = state.clean_offset.max(offset);
+            state.producers = Default::default();
+            state.epochs = LeaderEpochCache::default();
+            state.epochs.write(&self.dir)?;
+        }
+        self.flush_state.send_modify(|s| s.flushed = s.flushed.max(offset));
+        self.log_end_watch.send_replace(offset);
+        self.write_checkpoint()?;
+        tracing::info!(dir = %self.dir.display(), offset, "log emptied to start again at the leader's log start");
+        Ok(())
     }
 
     /// A copy of the leader epoch cache and the log end it goes with, for a follower

@@ -193,9 +193,19 @@ impl Round<'_> {
                             backoff = true;
                         }
                     }
+                    code if code == ResponseError::OffsetOutOfRange.code()
+                        && data.log_start_offset > replica.log.log_end() =>
+                    {
+                        // Everything this replica could fetch next is gone from the leader
+                        // (retention, DeleteRecords): start again at the leader's log start.
+                        tracing::info!(partition = %tp, leader_log_start = data.log_start_offset, "behind the leader's log start; starting again there");
+                        if let Err(error) = replica.start_at_leader_log_start(*epoch, data.log_start_offset) {
+                            tracing::warn!(partition = %tp, %error, "cannot start again at the leader's log start");
+                            backoff = true;
+                        }
+                    }
                     code if code == ResponseError::OffsetOutOfRange.code() => {
-                        // Our log end is past the leader's (or below its start): find where
-                        // they agree again.
+                        // Our log end is past the leader's: find where they agree again.
                         tracing::info!(partition = %tp, "fetch offset out of range at the leader; truncating");
                         self.phases.insert((tp, *epoch), Phase::Truncating);
                         backoff = true;

@@ -390,6 +390,24 @@ impl Replica {
         Ok(end)
     }
 
+    /// Empties the log to start again at the leader's log start, as a follower at
+    /// `leader_epoch` whose whole log lies below it (see [`Log::truncate_fully_and_start_at`]).
+    ///
+    /// # Errors
+    /// [`ReplicaError::NotLeader`] when the role changed, or the log's error.
+    pub fn start_at_leader_log_start(&self, leader_epoch: i32, leader_log_start: i64) -> Result<(), ReplicaError> {
+        let mut state = self.lock();
+        if state.registration.leader_epoch != leader_epoch || !matches!(state.role, Role::Follower { .. }) {
+            return Err(ReplicaError::NotLeader(self.tp.clone()));
+        }
+        self.log.truncate_fully_and_start_at(leader_log_start)?;
+        if let Role::Follower { high_watermark, .. } = &mut state.role {
+            *high_watermark = leader_log_start;
+        }
+        self.publish(&state);
+        Ok(())
+    }
+
     fn current_high_watermark(&self, state: &State) -> i64 {
         match &state.role {
             Role::Leader(leader) => leader.high_watermark(),
