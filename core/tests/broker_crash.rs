@@ -36,16 +36,7 @@ fn every_record_acknowledged_with_acks_all_survives_broker_sigkill() {
     let status = server.stop();
     assert!(status.success(), "clean shutdown after the last round: {status}");
 
-    let acked: Vec<(i32, i64, String)> = std::fs::read_to_string(&acked_path)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let mut fields = line.splitn(3, ' ');
-            let partition = fields.next().unwrap().parse().unwrap();
-            let offset = fields.next().unwrap().parse().unwrap();
-            (partition, offset, fields.next().unwrap().to_string())
-        })
-        .collect();
+    let acked = common::parse_acknowledged(&std::fs::read_to_string(&acked_path).unwrap());
     assert!(acked.len() > 1000, "only {} records acknowledged: {stdout}", acked.len());
 
     let logs = LogManager::open(&data, LogManagerOptions::default()).unwrap();

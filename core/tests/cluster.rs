@@ -10,23 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
-use common::read_all;
+use common::{assert_all_consumed, consume_all, parse_acknowledged, read_all};
 use headwater_core::log::{LogManager, LogManagerOptions};
 
 const TOPIC: &str = "replicated";
-
-/// `partition offset value` lines, as the producer script and kcat write them.
-fn parse_records(text: &str) -> Vec<(i32, i64, String)> {
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|line| {
-            let mut fields = line.splitn(3, ' ');
-            let partition = fields.next().unwrap().parse().unwrap();
-            let offset = fields.next().unwrap().parse().unwrap();
-            (partition, offset, fields.next().unwrap_or_default().to_string())
-        })
-        .collect()
-}
 
 #[test]
 fn acknowledged_writes_survive_sigkill_of_the_leader_and_restarted_nodes_rejoin_the_isr() {
@@ -67,20 +54,12 @@ fn acknowledged_writes_survive_sigkill_of_the_leader_and_restarted_nodes_rejoin_
     let output = producer.join().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "producer failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let acked = parse_records(&std::fs::read_to_string(&acked_path).unwrap());
+    let acked = parse_acknowledged(&std::fs::read_to_string(&acked_path).unwrap());
     assert!(acked.len() > 1000, "only {} records acknowledged: {stdout}", acked.len());
 
     // Every acknowledged record, read back through the cluster by a real consumer.
-    let read = Command::new("kcat")
-        .args(["-b", &bootstrap, "-C", "-t", TOPIC, "-o", "beginning", "-e", "-q", "-f", "%p %o %s\\n"])
-        .output()
-        .expect("run kcat");
-    assert!(read.status.success(), "kcat failed: {}", String::from_utf8_lossy(&read.stderr));
-    let consumed: HashMap<(i32, i64), String> =
-        parse_records(&String::from_utf8_lossy(&read.stdout)).into_iter().map(|(p, o, v)| ((p, o), v)).collect();
-    for (partition, offset, value) in &acked {
-        assert_eq!(consumed.get(&(*partition, *offset)), Some(value), "acknowledged record {partition}/{offset} lost");
-    }
+    let consumed = consume_all(&bootstrap, TOPIC);
+    assert_all_consumed(&acked, &consumed);
     let mut values: Vec<&String> = consumed.values().collect();
     let total = values.len();
     values.sort();
@@ -250,17 +229,9 @@ fn partitions_move_between_brokers_change_leaders_and_grow_while_a_producer_runs
     let output = producer.join().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "producer failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let acked = parse_records(&std::fs::read_to_string(&acked_path).unwrap());
+    let acked = parse_acknowledged(&std::fs::read_to_string(&acked_path).unwrap());
     assert!(acked.len() > 1000, "only {} records acknowledged: {stdout}", acked.len());
-    let read = Command::new("kcat")
-        .args(["-b", &bootstrap, "-C", "-t", MOVING, "-o", "beginning", "-e", "-q", "-f", "%p %o %s\\n"])
-        .output()
-        .expect("run kcat");
-    let consumed: HashMap<(i32, i64), String> =
-        parse_records(&String::from_utf8_lossy(&read.stdout)).into_iter().map(|(p, o, v)| ((p, o), v)).collect();
-    for (partition, offset, value) in &acked {
-        assert_eq!(consumed.get(&(*partition, *offset)), Some(value), "acknowledged record {partition}/{offset} lost");
-    }
+    assert_all_consumed(&acked, &consume_all(&bootstrap, MOVING));
     cluster.stop_all();
     println!("{stdout}; {} acknowledged records verified across a reassignment", acked.len());
 }

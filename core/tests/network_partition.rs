@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -120,8 +119,7 @@ impl Node {
     }
 
     fn stop(mut self) {
-        // SAFETY: kill(2) on a child we own.
-        unsafe { libc_kill(self.child.id() as i32, 15) };
+        common::server::sigterm(&self.child);
         let _ = self.child.wait();
     }
 }
@@ -131,11 +129,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, signal: i32) -> i32;
 }
 
 fn describe(runtime: &tokio::runtime::Runtime, bootstrap: &str) -> Option<PartitionInfo> {
@@ -184,17 +177,7 @@ fn produce(
     // "produced N acked M unflushed K"
     let stdout = String::from_utf8_lossy(&output.stdout);
     let sent = stdout.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("the producer's summary");
-    let acked = std::fs::read_to_string(out)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let mut fields = line.splitn(3, ' ');
-            let partition = fields.next().unwrap().parse().unwrap();
-            let offset = fields.next().unwrap().parse().unwrap();
-            (partition, offset, fields.next().unwrap_or_default().to_string())
-        })
-        .collect();
-    (sent, acked)
+    (sent, common::parse_acknowledged(&std::fs::read_to_string(out).unwrap()))
 }
 
 #[test]
@@ -251,20 +234,9 @@ fn an_isolated_leader_acknowledges_nothing_and_the_majority_carries_on_without_l
     wait_for(&runtime, &all, "the old leader back in the ISR", |p| p.isr.len() == 3);
     let (_, after) = produce(&all, &dir.path().join("after.txt"), "2", "30000");
 
-    let read = Command::new("kcat")
-        .args(["-b", &all, "-C", "-t", TOPIC, "-o", "beginning", "-e", "-q", "-f", "%p %o %s\\n"])
-        .output()
-        .expect("run kcat");
-    let consumed: HashMap<(i32, i64), String> = String::from_utf8_lossy(&read.stdout)
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.splitn(3, ' ');
-            Some(((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?), fields.next()?.to_string()))
-        })
-        .collect();
-    for (partition, offset, value) in before.iter().chain(&during).chain(&after) {
-        assert_eq!(consumed.get(&(*partition, *offset)), Some(value), "acknowledged record {partition}/{offset} lost");
-    }
+    let consumed = common::consume_all(&all, TOPIC);
+    let acknowledged: Vec<_> = before.iter().chain(&during).chain(&after).cloned().collect();
+    common::assert_all_consumed(&acknowledged, &consumed);
 
     for node in nodes.iter_mut() {
         node.take().unwrap().stop();

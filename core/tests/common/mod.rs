@@ -95,3 +95,35 @@ pub fn read_all(log: &Log) -> Vec<(i64, Option<String>, Option<String>)> {
 pub fn first_batch(bytes: &[u8]) -> RecordBatch<'_> {
     BatchIter::new(bytes).next().expect("a batch").expect("whole batch")
 }
+
+/// `partition offset value` lines, as the producer scripts and kcat (`-f '%p %o %s\n'`)
+/// write them.
+pub fn parse_acknowledged(text: &str) -> Vec<(i32, i64, String)> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let mut fields = line.splitn(3, ' ');
+            let partition = fields.next().unwrap().parse().unwrap();
+            let offset = fields.next().unwrap().parse().unwrap();
+            (partition, offset, fields.next().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+/// Every record of `topic` read from the beginning by a real consumer (kcat), by
+/// partition and offset.
+pub fn consume_all(bootstrap: &str, topic: &str) -> std::collections::HashMap<(i32, i64), String> {
+    let read = std::process::Command::new("kcat")
+        .args(["-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p %o %s\\n"])
+        .output()
+        .expect("run kcat");
+    assert!(read.status.success(), "kcat failed: {}", String::from_utf8_lossy(&read.stderr));
+    parse_acknowledged(&String::from_utf8_lossy(&read.stdout)).into_iter().map(|(p, o, v)| ((p, o), v)).collect()
+}
+
+/// Checks that every acknowledged record is in `consumed`, at its offset.
+pub fn assert_all_consumed(acked: &[(i32, i64, String)], consumed: &std::collections::HashMap<(i32, i64), String>) {
+    for (partition, offset, value) in acked {
+        assert_eq!(consumed.get(&(*partition, *offset)), Some(value), "acknowledged record {partition}/{offset} lost");
+    }
+}

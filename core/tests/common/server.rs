@@ -70,9 +70,7 @@ impl ServerProcess {
 
     /// SIGTERM and wait for the exit; returns its status.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) with a pid we own; no memory is touched.
-        let rc = unsafe { libc_kill(self.child.id() as i32, 15) };
-        assert_eq!(rc, 0, "send SIGTERM");
+        sigterm(&self.child);
         self.child.wait().expect("wait")
     }
 }
@@ -87,6 +85,13 @@ impl Drop for ServerProcess {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+/// Sends SIGTERM to a child process.
+pub fn sigterm(child: &Child) {
+    // SAFETY: kill(2) with a pid we own; no memory is touched.
+    let rc = unsafe { libc_kill(child.id() as i32, 15) };
+    assert_eq!(rc, 0, "send SIGTERM");
 }
 
 /// Runs `python3 <script> <args>` from `core/tests/clients/`, failing the test with its
