@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
+use common::server::spawn_python;
 use common::{assert_all_consumed, consume_all, parse_acknowledged, read_all};
 use headwater_core::log::{LogManager, LogManagerOptions};
 
@@ -22,17 +23,9 @@ fn acknowledged_writes_survive_sigkill_of_the_leader_and_restarted_nodes_rejoin_
     let bootstrap = cluster.bootstrap();
     cluster.create_topic(TOPIC, 3, 3, &[("min.insync.replicas", "2")]);
     let acked_path = dir.path().join("acked.txt");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/acked_producer.py");
-    let producer = {
-        let (bootstrap, acked_path) = (bootstrap.clone(), acked_path.clone());
-        std::thread::spawn(move || {
-            Command::new("python3")
-                .arg(script)
-                .args([bootstrap.as_str(), TOPIC, acked_path.to_str().unwrap(), "25", "3", "2"])
-                .output()
-                .expect("run python3")
-        })
-    };
+    let path = acked_path.display().to_string();
+    let producer =
+        spawn_python("acked_producer.py", [&bootstrap, TOPIC, &path, "25", "3", "2"].map(String::from).to_vec());
     cluster.wait_for(TOPIC, Duration::from_secs(30), |ps| ps.len() == 3 && ps.iter().all(|p| p.isr.len() == 3));
 
     let mut failovers = Vec::new();
@@ -120,17 +113,11 @@ fn a_consumer_group_keeps_consuming_and_committing_when_its_coordinator_is_kille
     produce_values(&bootstrap, "events", (0..TOTAL / 2).map(|i| format!("value-{i}")));
 
     let out = dir.path().join("consumed.txt");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/group_failover.py");
-    let consumer = {
-        let (bootstrap, out) = (bootstrap.clone(), out.clone());
-        std::thread::spawn(move || {
-            Command::new("python3")
-                .arg(script)
-                .args([bootstrap.as_str(), "events", GROUP, &TOTAL.to_string(), out.to_str().unwrap(), "90"])
-                .output()
-                .expect("run python3")
-        })
-    };
+    let (path, total) = (out.display().to_string(), TOTAL.to_string());
+    let consumer = spawn_python(
+        "group_failover.py",
+        [&bootstrap, "events", GROUP, &total, &path, "90"].map(String::from).to_vec(),
+    );
     // The group's coordinator: the leader of its offsets partition, once the consumer's
     // FindCoordinator has created the offsets topic.
     let offsets_partition = headwater_core::group::partition_for(GROUP) as usize;
@@ -181,17 +168,8 @@ fn partitions_move_between_brokers_change_leaders_and_grow_while_a_producer_runs
     cluster.create_topic(MOVING, 3, 2, &[]);
     let bootstrap = cluster.bootstrap();
     let acked_path = dir.path().join("acked.txt");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/acked_producer.py");
-    let producer = {
-        let (bootstrap, acked_path) = (bootstrap.clone(), acked_path.clone());
-        std::thread::spawn(move || {
-            Command::new("python3")
-                .arg(script)
-                .args([bootstrap.as_str(), MOVING, acked_path.to_str().unwrap(), "12", "2"])
-                .output()
-                .expect("run python3")
-        })
-    };
+    let path = acked_path.display().to_string();
+    let producer = spawn_python("acked_producer.py", [&bootstrap, MOVING, &path, "12", "2"].map(String::from).to_vec());
     let before = cluster.wait_for(MOVING, Duration::from_secs(30), |ps| ps.iter().all(|p| p.isr.len() == 2));
     std::thread::sleep(Duration::from_secs(2));
 

@@ -104,3 +104,10 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
     assert!(output.status.success(), "{script} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
     stdout
 }
+
+/// Starts `python3 <script> <args>` from `core/tests/clients/` on its own thread, so the
+/// test can act on the brokers meanwhile; join the handle for its output.
+pub fn spawn_python(script: &str, args: Vec<String>) -> std::thread::JoinHandle<std::process::Output> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
+    std::thread::spawn(move || Command::new("python3").arg(&path).args(&args).output().expect("run python3"))
+}
