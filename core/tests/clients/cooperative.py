@@ -13,7 +13,9 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+
+REBALANCING = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 BOOTSTRAP, HEADWATER = sys.argv[1], sys.argv[2]
@@ -61,7 +63,13 @@ def member(name, seconds, seen, lock, problems):
         with lock:
             seen.add(int(msg.value()))
         count += 1
-        consumer.commit(message=msg, asynchronous=False)
+        try:
+            consumer.commit(message=msg, asynchronous=False)
+        except KafkaException as error:
+            # A commit that races a rebalance is refused, as with Kafka; the member goes
+            # on with its new generation and commits again.
+            if error.args[0].code() not in REBALANCING:
+                raise
     closing.set()
     consumer.close()
     with lock:
