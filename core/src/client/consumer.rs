@@ -370,7 +370,7 @@ impl Consumer {
                 }
                 let Some(position) = self.positions.get(&tp).copied().flatten() else { continue };
                 let Some(bytes) = data.records else { continue };
-                match decode_partition(&shared_name, data.partition_index, position, &bytes) {
+                match decode_records(&shared_name, data.partition_index, position, &bytes) {
                     Ok((decoded, next)) => {
                         records.extend(decoded);
                         self.positions.insert(tp, Some(next));
@@ -420,9 +420,13 @@ fn fetch_request(config: &ConsumerConfig, positions: &BTreeMap<(String, i32), i6
     )
 }
 
-/// The records of one partition's fetched batches from `position` on, and the offset after
-/// them.
-fn decode_partition(
+/// The records of one partition's batches (a fetch response's, or a log read's) from
+/// `position` on, and the offset after them. Control batches are skipped; a partial batch
+/// at the end is left for the next read.
+///
+/// # Errors
+/// [`ClientError::InvalidRecord`] for a batch that cannot be decompressed or decoded.
+pub fn decode_records(
     topic: &Arc<str>,
     partition: i32,
     position: i64,

@@ -55,6 +55,11 @@ pub struct GroupConfig {
     pub assignors: Vec<Assignor>,
     /// `enable.auto.commit` with `auto.commit.interval.ms`.
     pub auto_commit: Option<Duration>,
+    /// When set, [`GroupConsumer::poll`] never starts a rebalance round itself: the caller
+    /// sees [`GroupConsumer::rebalance_wanted`], commits what it has processed (after
+    /// flushing its output and state), and then calls [`GroupConsumer::rebalance`]. This
+    /// is what a stream processor needs so that no partition leaves it uncommitted.
+    pub hold_rebalances: bool,
 }
 
 impl GroupConfig {
@@ -67,6 +72,7 @@ impl GroupConfig {
             heartbeat_interval: Duration::from_secs(3),
             assignors: vec![Assignor::Range, Assignor::RoundRobin],
             auto_commit: Some(Duration::from_secs(5)),
+            hold_rebalances: false,
         }
     }
 }
@@ -207,7 +213,7 @@ impl GroupConsumer {
     /// # Errors
     /// A connection failure, or the group refusing this member.
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>, ClientError> {
-        if self.rebalance.is_none() && self.rejoin.swap(false, Ordering::AcqRel) {
+        if !self.config.hold_rebalances && self.rebalance.is_none() && self.rejoin.swap(false, Ordering::AcqRel) {
             self.begin_rebalance().await?;
         }
         let idle = self.consumer.assignment().is_empty();
@@ -257,6 +263,25 @@ impl GroupConsumer {
             }
         }
         self.consumer.poll().await
+    }
+
+    /// Whether this member must rejoin its group (it has not joined yet, the group is
+    /// rebalancing, or the member was fenced) and no round is under way. Only meaningful
+    /// with [`GroupConfig::hold_rebalances`]; otherwise `poll` rejoins by itself.
+    pub fn rebalance_wanted(&self) -> bool {
+        self.rebalance.is_none() && self.rejoin.load(Ordering::Acquire)
+    }
+
+    /// Starts the wanted rebalance round (see [`GroupConfig::hold_rebalances`]): under the
+    /// eager protocol every partition is given up now; later polls finish the round.
+    ///
+    /// # Errors
+    /// A connection failure while finding the coordinator.
+    pub async fn rebalance(&mut self) -> Result<(), ClientError> {
+        if self.rebalance.is_none() && self.rejoin.swap(false, Ordering::AcqRel) {
+            self.begin_rebalance().await?;
+        }
+        Ok(())
     }
 
     /// The records of successive polls as a [`futures::Stream`], one record at a time; see
@@ -457,16 +482,30 @@ impl GroupConsumer {
     /// # Errors
     /// A connection failure, or the group refusing the commit (then a rejoin follows).
     pub async fn commit(&mut self) -> Result<(), ClientError> {
+        let positions: Vec<(String, i32, i64)> = self
+            .consumer
+            .assignment()
+            .into_iter()
+            .filter_map(|(topic, partition)| {
+                self.consumer.position(&topic, partition).map(|offset| (topic, partition, offset))
+            })
+            .collect();
+        self.commit_offsets(&positions).await
+    }
+
+    /// Commits the given offsets (the next record to read of each partition), as this
+    /// member of the current generation: a stream processor commits what it has
+    /// processed and flushed, which may lag the positions.
+    ///
+    /// # Errors
+    /// As [`Self::commit`].
+    pub async fn commit_offsets(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), ClientError> {
         self.last_commit = Instant::now();
         let mut by_topic: BTreeMap<String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (topic, partition) in self.consumer.assignment() {
-            if let Some(offset) = self.consumer.position(&topic, partition) {
-                by_topic.entry(topic).or_default().push(
-                    OffsetCommitRequestPartition::default()
-                        .with_partition_index(partition)
-                        .with_committed_offset(offset),
-                );
-            }
+        for (topic, partition, offset) in offsets {
+            by_topic.entry(topic.clone()).or_default().push(
+                OffsetCommitRequestPartition::default().with_partition_index(*partition).with_committed_offset(*offset),
+            );
         }
         if by_topic.is_empty() {
             return Ok(());

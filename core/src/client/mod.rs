@@ -24,9 +24,9 @@ mod stream;
 pub use admin::{Admin, ConfigValue, GroupInfo, PartitionInfo, TopicInfo};
 pub use cluster::ClusterView;
 pub use connection::{Connection, MAX_IN_FLIGHT, PendingResponse};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, decode_records};
 pub use group_consumer::{GroupConfig, GroupConsumer};
-pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
+pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use stream::{PollRecords, records};
 
 use std::collections::HashMap;

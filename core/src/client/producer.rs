@@ -83,6 +83,19 @@ impl Default for ProducerConfig {
     }
 }
 
+/// A record to send, for [`Producer::send_record`].
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord<'a> {
+    pub topic: &'a str,
+    /// The key's murmur2 partition (or a sticky one without a key) when `None`.
+    pub partition: Option<i32>,
+    /// The record's `CreateTime`; now when `None`.
+    pub timestamp: Option<i64>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
 /// Where a record was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordMetadata {
@@ -257,9 +270,21 @@ impl Producer {
         value: Option<Bytes>,
         headers: Vec<(String, Option<Bytes>)>,
     ) -> Result<DeliveryFuture, ClientError> {
+        self.send_record(ProducerRecord { topic, partition, timestamp: None, key, value, headers }).await
+    }
+
+    /// Sends a record with everything a caller may choose: partition and timestamp
+    /// (`CreateTime`; the current time when `None`). A stream processor uses it to keep
+    /// a record's event time on the way out.
+    ///
+    /// # Errors
+    /// As [`Self::send_to`].
+    pub async fn send_record(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture, ClientError> {
+        let ProducerRecord { topic, partition, timestamp, key, value, headers } = record;
         let permit = self.shared.space.acquire().await.map_err(|_| ClientError::Closed)?;
-        let timestamp =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let timestamp = timestamp.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+        });
         let headers: Vec<(&[u8], Option<&[u8]>)> = headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())).collect();
         let record = NewRecord { timestamp, key: key.as_deref(), value: value.as_deref(), headers: &headers };
         loop {

@@ -1,0 +1,55 @@
+//! Aggregations of grouped streams into a key-value store: `count`, `reduce`,
+//! `aggregate`. Each update is written to the store (and so its changelog) and passed on
+//! as a table change.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Context, Downstream, Node, de_store, ser};
+use crate::record::{Change, Record};
+use crate::serde::Serde;
+use crate::state::Store;
+
+pub(crate) type InitFn<VR> = Arc<dyn Fn() -> VR + Send + Sync>;
+pub(crate) type AggFn<K, V, VR> = Arc<dyn Fn(&K, V, VR) -> VR + Send + Sync>;
+
+pub(crate) struct AggregateNode<K, V, VR> {
+    pub(crate) store: Rc<RefCell<Store>>,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) agg_serde: Arc<dyn Serde<VR>>,
+    pub(crate) init: InitFn<VR>,
+    pub(crate) agg: AggFn<K, V, VR>,
+    pub(crate) down: Downstream<K, Change<VR>>,
+    pub(crate) key_buf: Vec<u8>,
+}
+
+impl<K: Clone, V, VR: Clone> Node<K, V> for AggregateNode<K, V, VR> {
+    fn process(&mut self, cx: &mut Context, record: Record<K, V>) {
+        self.key_buf.clear();
+        if !self.key_serde.serialize(&record.key, &mut self.key_buf) {
+            // Kafka Streams drops records with a null key from aggregations.
+            return;
+        }
+        let key_bytes = Bytes::copy_from_slice(&self.key_buf);
+        let mut store = self.store.borrow_mut();
+        let old = match store
+            .get(&key_bytes)
+            .and_then(|b| b.map(|b| de_store(&*self.agg_serde, &store.name, &b)).transpose())
+        {
+            Ok(old) => old,
+            Err(e) => return cx.fail(e),
+        };
+        let base = old.clone().unwrap_or_else(|| (self.init)());
+        let new = (self.agg)(&record.key, record.value, base);
+        store.put(key_bytes, ser(&*self.agg_serde, &new), record.timestamp);
+        drop(store);
+        let change = Change { new: Some(new), old };
+        self.down.forward(
+            cx,
+            Record { key: record.key, value: change, timestamp: record.timestamp, headers: record.headers },
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! Sliding window aggregation (Kafka Streams' `SlidingWindows`).
+//!
+//! The windows of a key are the distinct `[start, end]` spans of `time_difference` that
+//! begin or end at a record: each record's left window `[t - d, t]`, and its right window
+//! `[t + 1, t + 1 + d]` when that holds any record. The node keeps the key's raw records
+//! (timestamp, offset, value) for as long as an open window may hold them, and a new
+//! record recomputes each window that contains it from those records, so results are
+//! exact whatever the arrival order. Results are emitted on update.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::aggregate::{AggFn, InitFn};
+use super::{Context, Downstream, Node, Punctuate, de_store, ser};
+use crate::error::StreamsError;
+use crate::record::{Change, Record};
+use crate::serde::Serde;
+use crate::state::{Store, keys};
+use crate::window::{SlidingWindows, Window, Windowed};
+
+pub(crate) struct SlidingAggregateNode<K, V, VR> {
+    /// Raw records: `keys::window_seq(key, timestamp, offset)` -> value.
+    pub(crate) store: Rc<RefCell<Store>>,
+    pub(crate) windows: SlidingWindows,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) value_serde: Arc<dyn Serde<V>>,
+    pub(crate) init: InitFn<VR>,
+    pub(crate) agg: AggFn<K, V, VR>,
+    pub(crate) down: Downstream<Windowed<K>, Change<VR>>,
+    /// Raw records by timestamp, for expiry.
+    pub(crate) index: BTreeSet<(i64, Bytes)>,
+}
+
+impl<K, V, VR> SlidingAggregateNode<K, V, VR> {
+    pub(crate) fn index_store(&mut self) -> Result<(), StreamsError> {
+        let entries = self.store.borrow().range(&[], None)?;
+        for (store_key, _) in entries {
+            let (_, t) = keys::split_window(&store_key);
+            self.index.insert((t, store_key));
+        }
+        Ok(())
+    }
+}
+
+impl<K: Clone, V: Clone, VR: Clone> SlidingAggregateNode<K, V, VR> {
+    fn fold(&self, key: &K, records: impl Iterator<Item = V>) -> VR {
+        records.fold((self.init)(), |acc, v| (self.agg)(key, v, acc))
+    }
+}
+
+impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for SlidingAggregateNode<K, V, VR> {
+    fn process(&mut self, cx: &mut Context, record: Record<K, V>) {
+        let Some(key_bytes) = ser(&*self.key_serde, &record.key) else { return };
+        let (d, grace, t) = (self.windows.time_difference_ms, self.windows.grace_ms, record.timestamp);
+        if t.saturating_add(grace) < cx.stream_time {
+            cx.counters.dropped_late += 1;
+            return;
+        }
+        let closed = |w: &Window| w.end.saturating_add(grace) < cx.stream_time;
+        let (lower, upper) = keys::window_range(&key_bytes, t.saturating_sub(2 * d + 2), t.saturating_add(d + 1));
+        let existing: Vec<(i64, V)> = {
+            let store = self.store.borrow();
+            let found = match store.range(&lower, Some(&upper)) {
+                Ok(found) => found,
+                Err(e) => return cx.fail(e),
+            };
+            let mut existing = Vec::with_capacity(found.len());
+            for (store_key, value) in found {
+                match de_store(&*self.value_serde, &store.name, &value) {
+                    Ok(v) => existing.push((keys::split_window(&store_key).1, v)),
+                    Err(e) => return cx.fail(e),
+                }
+            }
+            existing
+        };
+        let mut containing = BTreeSet::new();
+        containing.insert(Window { start: t - d, end: t });
+        for (ts, _) in &existing {
+            if (t..=t + d).contains(ts) {
+                containing.insert(Window { start: ts - d, end: *ts });
+            }
+            if (t - d - 1..t).contains(ts) {
+                containing.insert(Window { start: ts + 1, end: ts + 1 + d });
+            }
+        }
+        let existed =
+            |w: &Window, contents: bool| contents && existing.iter().any(|(ts, _)| *ts == w.end || *ts == w.start - 1);
+        let in_window = |w: Window| existing.iter().filter(move |(ts, _)| w.start <= *ts && *ts <= w.end);
+        let mut updates = Vec::new();
+        for w in containing.into_iter().filter(|w| !closed(w)) {
+            let before: Vec<&(i64, V)> = in_window(w).collect();
+            let old =
+                existed(&w, !before.is_empty()).then(|| self.fold(&record.key, before.iter().map(|(_, v)| v.clone())));
+            // The new record goes in timestamp order among the others (after equal ones).
+            let mut after: Vec<(i64, V)> = before.iter().map(|(ts, v)| (*ts, v.clone())).collect();
+            let at = after.partition_point(|(ts, _)| *ts <= t);
+            after.insert(at, (t, record.value.clone()));
+            let latest = after.last().map_or(t, |(ts, _)| *ts);
+            let new = self.fold(&record.key, after.into_iter().map(|(_, v)| v));
+            updates.push((w, Change { new: Some(new), old }, latest));
+        }
+        // The record's right window, if it holds records and did not exist already.
+        let right = Window { start: t + 1, end: t + 1 + d };
+        let contents: Vec<&(i64, V)> = in_window(right).collect();
+        if !contents.is_empty() && !existed(&right, true) && !closed(&right) {
+            let latest = contents.last().map_or(t, |(ts, _)| *ts);
+            let new = self.fold(&record.key, contents.iter().map(|(_, v)| v.clone()));
+            updates.push((right, Change { new: Some(new), old: None }, latest));
+        }
+        let store_key = keys::window_seq(&key_bytes, t, cx.offset as u32);
+        self.store.borrow_mut().put(store_key.clone(), ser(&*self.value_serde, &record.value), t);
+        self.index.insert((t, store_key));
+        for (window, change, timestamp) in updates {
+            let key = Windowed { key: record.key.clone(), window };
+            self.down.forward(cx, Record::new(key, change, timestamp));
+        }
+        self.punctuate(cx);
+    }
+}
+
+impl<K, V, VR> Punctuate for SlidingAggregateNode<K, V, VR> {
+    fn punctuate(&mut self, cx: &mut Context) {
+        let horizon = self.windows.time_difference_ms + 1 + self.windows.grace_ms;
+        while let Some((t, _)) = self.index.first() {
+            // No open window holds a record this old any more.
+            if t.saturating_add(horizon) >= cx.stream_time {
+                return;
+            }
+            let (t, store_key) = self.index.pop_first().expect("a first entry");
+            self.store.borrow_mut().put(store_key, None, t);
+        }
+    }
+}

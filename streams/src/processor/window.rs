@@ -1,0 +1,132 @@
+//! Tumbling and hopping window aggregations.
+//!
+//! Each window of a key is one store entry (`keys::window`). An in-memory index of open
+//! windows by end time, rebuilt from the store when the task starts, finds the windows
+//! that close as stream time passes: with emit-final their results are written then; in
+//! either mode a closed window leaves the store, since no record can change it again.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::aggregate::{AggFn, InitFn};
+use super::{Context, Downstream, Node, Punctuate, de_store, ser};
+use crate::error::StreamsError;
+use crate::record::{Change, Record};
+use crate::serde::Serde;
+use crate::state::{Store, keys};
+use crate::window::{EmitStrategy, TimeWindows, Window, Windowed};
+
+pub(crate) struct WindowAggregateNode<K, V, VR> {
+    pub(crate) store: Rc<RefCell<Store>>,
+    pub(crate) windows: TimeWindows,
+    pub(crate) emit: EmitStrategy,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) agg_serde: Arc<dyn Serde<VR>>,
+    pub(crate) init: InitFn<VR>,
+    pub(crate) agg: AggFn<K, V, VR>,
+    pub(crate) down: Downstream<Windowed<K>, Change<VR>>,
+    /// Open windows: (end, store key).
+    pub(crate) open: BTreeSet<(i64, Bytes)>,
+    pub(crate) key_buf: Vec<u8>,
+}
+
+impl<K, V, VR> WindowAggregateNode<K, V, VR> {
+    /// Indexes the windows already in the store (restored from the changelog).
+    pub(crate) fn index_store(&mut self) -> Result<(), StreamsError> {
+        let entries = self.store.borrow().range(&[], None)?;
+        for (store_key, _) in entries {
+            let (_, start) = keys::split_window(&store_key);
+            self.open.insert((start + self.windows.size_ms, store_key));
+        }
+        Ok(())
+    }
+
+    fn closed(&self, end: i64, stream_time: i64) -> bool {
+        // [start, end): the last timestamp it holds is end - 1.
+        end - 1 + self.windows.grace_ms < stream_time
+    }
+}
+
+impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for WindowAggregateNode<K, V, VR> {
+    fn process(&mut self, cx: &mut Context, record: Record<K, V>) {
+        self.key_buf.clear();
+        if !self.key_serde.serialize(&record.key, &mut self.key_buf) {
+            return;
+        }
+        let windows: Vec<Window> = self.windows.windows_for(record.timestamp).collect();
+        for window in windows {
+            if self.closed(window.end, cx.stream_time) {
+                cx.counters.dropped_late += 1;
+                continue;
+            }
+            let store_key = keys::window(&self.key_buf, window.start);
+            let mut store = self.store.borrow_mut();
+            let old = match store
+                .get(&store_key)
+                .and_then(|b| b.map(|b| de_store(&*self.agg_serde, &store.name, &b)).transpose())
+            {
+                Ok(old) => old,
+                Err(e) => return cx.fail(e),
+            };
+            if old.is_none() {
+                self.open.insert((window.end, store_key.clone()));
+            }
+            let new = (self.agg)(&record.key, record.value.clone(), old.clone().unwrap_or_else(|| (self.init)()));
+            store.put(store_key, ser(&*self.agg_serde, &new), record.timestamp);
+            drop(store);
+            if self.emit == EmitStrategy::OnWindowUpdate {
+                let key = Windowed { key: record.key.clone(), window };
+                self.down.forward(
+                    cx,
+                    Record {
+                        key,
+                        value: Change { new: Some(new), old },
+                        timestamp: record.timestamp,
+                        headers: Vec::new(),
+                    },
+                );
+            }
+        }
+        self.punctuate(cx);
+    }
+}
+
+impl<K: Clone, V, VR: Clone> Punctuate for WindowAggregateNode<K, V, VR> {
+    fn punctuate(&mut self, cx: &mut Context) {
+        while let Some((end, _)) = self.open.first() {
+            if !self.closed(*end, cx.stream_time) || cx.error.is_some() {
+                return;
+            }
+            let (end, store_key) = self.open.pop_first().expect("a first entry");
+            let mut store = self.store.borrow_mut();
+            if self.emit == EmitStrategy::OnWindowClose {
+                let (key_bytes, start) = keys::split_window(&store_key);
+                let decoded = store.get(&store_key).and_then(|value| {
+                    let key = self
+                        .key_serde
+                        .deserialize(Some(&Bytes::copy_from_slice(key_bytes)))
+                        .map_err(|source| StreamsError::StoreSerde { store: store.name.clone(), source })?;
+                    let value = value.map(|b| de_store(&*self.agg_serde, &store.name, &b)).transpose()?;
+                    Ok((key, value))
+                });
+                let (key, value) = match decoded {
+                    Ok(decoded) => decoded,
+                    Err(e) => return cx.fail(e),
+                };
+                store.put(store_key, None, end - 1);
+                drop(store);
+                if let Some(value) = value {
+                    let key = Windowed { key, window: Window { start, end } };
+                    let change = Change { new: Some(value), old: None };
+                    self.down.forward(cx, Record { key, value: change, timestamp: end - 1, headers: Vec::new() });
+                }
+            } else {
+                store.put(store_key, None, end - 1);
+            }
+        }
+    }
+}
