@@ -9,63 +9,30 @@
 //!       --input TOPIC --output TOPIC --app-id ID --state-dir DIR` (SIGTERM stops it cleanly),
 //! or with `--embedded-dir DIR` instead of `--bootstrap` to run on an embedded log.
 
-use std::path::PathBuf;
-
 use clap::Parser;
-use headwater_streams::serde::{I64Text, Unit, Utf8};
-use headwater_streams::{
-    Consumed, EmbeddedLog, Grouped, KafkaStreams, Materialized, Produced, StreamsBuilder, StreamsConfig, Topology,
-};
+use headwater_examples::{Target, init_logging, wordcount};
+use headwater_streams::KafkaStreams;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Broker to run against.
-    #[arg(long, required_unless_present = "embedded_dir")]
-    bootstrap: Option<String>,
-    /// Run on an embedded log in this directory instead of a broker.
-    #[arg(long, conflicts_with = "bootstrap")]
-    embedded_dir: Option<PathBuf>,
+    #[command(flatten)]
+    target: Target,
     #[arg(long)]
     input: String,
     #[arg(long)]
     output: String,
-    #[arg(long, default_value = "wordcount")]
-    app_id: String,
-    #[arg(long, default_value = "/tmp/headwater-streams")]
-    state_dir: PathBuf,
+    /// `num.stream.threads`.
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }
 
-fn topology(input: &str, output: &str) -> anyhow::Result<Topology> {
-    let builder = StreamsBuilder::new();
-    builder
-        .stream(input, Consumed::with(Unit, Utf8))
-        .flat_map_values(|line: String| line.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>())
-        .group_by(|_, word: &String| word.clone(), Grouped::with(Utf8, Utf8).named("words"))
-        .count(Materialized::as_store("word-counts").persistent())
-        .to_stream()
-        .to(output, Produced::with(Utf8, I64Text));
-    Ok(builder.build()?)
-}
-
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let args = Args::parse();
-    let topology = topology(&args.input, &args.output)?;
-    let config = match (&args.bootstrap, &args.embedded_dir) {
-        (Some(bootstrap), _) => StreamsConfig::new(&args.app_id, bootstrap),
-        (None, Some(dir)) => StreamsConfig::embedded(&args.app_id, EmbeddedLog::open(dir)?),
-        (None, None) => anyhow::bail!("give --bootstrap or --embedded-dir"),
-    };
-    let config = config.state_dir(&args.state_dir).num_stream_threads(args.threads);
+    let topology = wordcount::topology(&args.input, &args.output)?;
     eprintln!("{topology}");
+    let config = args.target.config()?.num_stream_threads(args.threads);
     let streams = KafkaStreams::start(topology, config)?;
-    println!("wordcount running");
     streams.run_until_signal()?;
-    println!("wordcount stopped");
     Ok(())
 }

@@ -183,6 +183,26 @@ impl Topology {
         for (name, count) in external {
             counts.insert(TopicRef::External(name.clone()), *count);
         }
+        // A repartition topic read beside user topics (a join after a key change) gets
+        // their partition count, so the two are co-partitioned (Kafka Streams does the
+        // same); one whose count was given explicitly keeps it.
+        let mut copartitioned = BTreeSet::new();
+        for sub in &self.subtopologies {
+            let Some(count) = sub.sources.iter().find_map(|s| match s {
+                TopicRef::External(_) => counts.get(s).copied(),
+                TopicRef::Internal(_) => None,
+            }) else {
+                continue;
+            };
+            for source in sub.sources.iter().filter(|s| matches!(s, TopicRef::Internal(_))) {
+                let explicit =
+                    self.nodes.iter().any(|n| n.sink.as_ref() == Some(source) && n.repartition_partitions.is_some());
+                if !explicit {
+                    counts.insert(source.clone(), count);
+                    copartitioned.insert(source.clone());
+                }
+            }
+        }
         let mut tasks: BTreeMap<usize, i32> = BTreeMap::new();
         // A sub-topology can be planned once the topics it reads are: its writers first.
         while tasks.len() < self.subtopologies.len() {
@@ -217,7 +237,9 @@ impl Topology {
             tasks.insert(sub.id, count);
             for &n in &sub.nodes {
                 let node = &self.nodes[n];
-                if let Some(sink @ TopicRef::Internal(_)) = &node.sink {
+                if let Some(sink @ TopicRef::Internal(_)) = &node.sink
+                    && !copartitioned.contains(sink)
+                {
                     let wanted = node.repartition_partitions.unwrap_or(count);
                     let entry = counts.entry(sink.clone()).or_insert(wanted);
                     *entry = (*entry).max(wanted);

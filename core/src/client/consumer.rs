@@ -182,7 +182,25 @@ impl Consumer {
             OffsetReset::Earliest => -2,
             OffsetReset::Latest => -1,
         };
-        for (addr, partitions) in Self::by_leader(&self.cluster, missing).await {
+        for (tp, offset) in self.list_offsets(missing, timestamp).await? {
+            self.positions.insert(tp, Some(offset));
+        }
+        Ok(())
+    }
+
+    /// ListOffsets for `partitions`, each asked of its leader: the earliest (`-2`) or
+    /// latest (`-1`) offset, or the first at or after a timestamp. A partition whose
+    /// leader is unknown or moving is left out (ask again).
+    ///
+    /// # Errors
+    /// A connection failure or a broker error other than a leader change.
+    pub async fn list_offsets(
+        &mut self,
+        partitions: Vec<(String, i32)>,
+        timestamp: i64,
+    ) -> Result<BTreeMap<(String, i32), i64>, ClientError> {
+        let mut offsets = BTreeMap::new();
+        for (addr, partitions) in Self::by_leader(&self.cluster, partitions).await {
             let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
             for (topic, partition) in partitions {
                 by_topic.entry(topic).or_default().push(partition);
@@ -211,18 +229,17 @@ impl Consumer {
             for topic in response.topics {
                 for p in topic.partitions {
                     if moves_leader(p.error_code) {
-                        // Asked again at the next poll, of the new leader.
                         self.cluster.mark_stale();
                         continue;
                     }
                     if p.error_code != 0 {
                         return Err(ClientError::Broker { api: "ListOffsets", code: p.error_code });
                     }
-                    self.positions.insert((topic.name.to_string(), p.partition_index), Some(p.offset));
+                    offsets.insert((topic.name.to_string(), p.partition_index), p.offset);
                 }
             }
         }
-        Ok(())
+        Ok(offsets)
     }
 
     /// Partitions grouped by the address of their leader; those without a known leader are

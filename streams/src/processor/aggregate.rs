@@ -34,18 +34,22 @@ impl<K: Clone, V, VR: Clone> Node<K, V> for AggregateNode<K, V, VR> {
             return;
         }
         let key_bytes = Bytes::copy_from_slice(&self.key_buf);
-        let mut store = self.store.borrow_mut();
-        let old = match store
-            .get(&key_bytes)
-            .and_then(|b| b.map(|b| de_store(&*self.agg_serde, &store.name, &b)).transpose())
-        {
-            Ok(old) => old,
-            Err(e) => return cx.fail(e),
+        let (mut old, mut new) = (None, None);
+        let Record { key, value, timestamp, headers } = record;
+        let mut value = Some(value);
+        let mut update = |current: Option<&Bytes>| {
+            old = current.map(|b| de_store(&*self.agg_serde, "", b)).transpose()?;
+            let base = old.clone().unwrap_or_else(|| (self.init)());
+            let result = (self.agg)(&key, value.take().expect("called once"), base);
+            let bytes = ser(&*self.agg_serde, &result);
+            new = Some(result);
+            Ok(bytes)
         };
-        let base = old.clone().unwrap_or_else(|| (self.init)());
-        let new = (self.agg)(&record.key, record.value, base);
-        store.put(key_bytes, ser(&*self.agg_serde, &new), record.timestamp);
-        drop(store);
+        if let Err(e) = self.store.borrow_mut().update(key_bytes, timestamp, &mut update) {
+            return cx.fail(e);
+        }
+        let record = Record { key, value: (), timestamp, headers };
+        let new = new.expect("the update ran");
         let change = Change { new: Some(new), old };
         self.down.forward(
             cx,

@@ -62,6 +62,8 @@ pub(crate) struct SinkNode<K, V> {
     pub(crate) value_serde: Arc<dyn Serde<V>>,
     pub(crate) partitioner: Option<StreamPartitioner<K, V>>,
     pub(crate) buf: Vec<u8>,
+    /// The topic's partition count, looked up once.
+    pub(crate) partitions: Option<i32>,
 }
 
 impl<K, V> Node<K, V> for SinkNode<K, V> {
@@ -72,7 +74,7 @@ impl<K, V> Node<K, V> for SinkNode<K, V> {
         self.buf.clear();
         let value =
             self.value_serde.serialize(&record.value, &mut self.buf).then(|| bytes::Bytes::copy_from_slice(&self.buf));
-        let count = cx.partitions.get(&*self.topic).copied().unwrap_or(1);
+        let count = *self.partitions.get_or_insert_with(|| cx.partitions.get(&*self.topic).copied().unwrap_or(1));
         let partition = match &self.partitioner {
             Some(choose) => choose(&record.key, &record.value, count),
             // The Java client's default: murmur2 of the key; no key, the producer's choice.

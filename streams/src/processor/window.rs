@@ -57,37 +57,33 @@ impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for WindowAggregateNode<K, V, VR>
         if !self.key_serde.serialize(&record.key, &mut self.key_buf) {
             return;
         }
-        let windows: Vec<Window> = self.windows.windows_for(record.timestamp).collect();
-        for window in windows {
+        let windows = self.windows;
+        for window in windows.windows_for(record.timestamp) {
             if self.closed(window.end, cx.stream_time) {
                 cx.counters.dropped_late += 1;
                 continue;
             }
             let store_key = keys::window(&self.key_buf, window.start);
-            let mut store = self.store.borrow_mut();
-            let old = match store
-                .get(&store_key)
-                .and_then(|b| b.map(|b| de_store(&*self.agg_serde, &store.name, &b)).transpose())
-            {
-                Ok(old) => old,
-                Err(e) => return cx.fail(e),
+            let (mut old, mut new) = (None, None);
+            let mut update = |current: Option<&Bytes>| {
+                old = current.map(|b| de_store(&*self.agg_serde, "", b)).transpose()?;
+                let base = old.clone().unwrap_or_else(|| (self.init)());
+                let value = (self.agg)(&record.key, record.value.clone(), base);
+                let bytes = ser(&*self.agg_serde, &value);
+                new = Some(value);
+                Ok(bytes)
             };
-            if old.is_none() {
-                self.open.insert((window.end, store_key.clone()));
+            if let Err(e) = self.store.borrow_mut().update(store_key.clone(), record.timestamp, &mut update) {
+                return cx.fail(e);
             }
-            let new = (self.agg)(&record.key, record.value.clone(), old.clone().unwrap_or_else(|| (self.init)()));
-            store.put(store_key, ser(&*self.agg_serde, &new), record.timestamp);
-            drop(store);
+            if old.is_none() {
+                self.open.insert((window.end, store_key));
+            }
             if self.emit == EmitStrategy::OnWindowUpdate {
                 let key = Windowed { key: record.key.clone(), window };
                 self.down.forward(
                     cx,
-                    Record {
-                        key,
-                        value: Change { new: Some(new), old },
-                        timestamp: record.timestamp,
-                        headers: Vec::new(),
-                    },
+                    Record { key, value: Change { new, old }, timestamp: record.timestamp, headers: Vec::new() },
                 );
             }
         }

@@ -51,7 +51,7 @@ pub(crate) trait Backend {
     async fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), StreamsError>;
 
     /// The first and the next offset of a partition.
-    async fn bounds(&self, topic: &str, partition: i32) -> Result<(i64, i64), StreamsError>;
+    async fn bounds(&mut self, topic: &str, partition: i32) -> Result<(i64, i64), StreamsError>;
 
     /// Reads a partition from `from` up to `end`, calling `apply` on each record.
     async fn read_range(
@@ -64,7 +64,7 @@ pub(crate) trait Backend {
     ) -> Result<(), StreamsError>;
 
     /// The next offset of each partition, for lag.
-    async fn end_offsets(&self, partitions: &[(String, i32)]) -> Result<HashMap<(String, i32), i64>, StreamsError>;
+    async fn end_offsets(&mut self, partitions: &[(String, i32)]) -> Result<HashMap<(String, i32), i64>, StreamsError>;
 
     /// Leaves the group and closes connections.
     async fn close(self) -> Result<(), StreamsError>;

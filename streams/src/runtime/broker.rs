@@ -25,6 +25,8 @@ pub(crate) struct BrokerBackend {
     admin: Admin,
     producer: Producer,
     consumer: Option<GroupConsumer>,
+    /// Asks partition leaders for offsets (restore bounds, lag).
+    offsets: Consumer,
     /// Records sent and not yet known to be acknowledged.
     in_flight: Vec<(Arc<str>, DeliveryFuture)>,
 }
@@ -44,7 +46,10 @@ impl BrokerBackend {
             bootstrap: bootstrap.to_string(),
             client_id: format!("{client_id}-producer"),
             acks: -1,
-            linger: Duration::from_millis(5),
+            // Kafka Streams' producer lingers 100 ms; a commit flushes anyway, so a longer
+            // linger costs no latency at commit and makes larger batches.
+            linger: Duration::from_millis(20),
+            batch_bytes: 512 << 10,
             idempotent: true,
             ..ProducerConfig::default()
         })
@@ -58,6 +63,7 @@ impl BrokerBackend {
             hold_rebalances: true,
             ..GroupConfig::new(application_id)
         };
+        let offsets = Consumer::connect(consumer_config(bootstrap, &client_id, poll_wait, "offsets")).await?;
         Ok(Self {
             bootstrap: bootstrap.to_string(),
             client_id,
@@ -66,27 +72,37 @@ impl BrokerBackend {
             admin,
             producer,
             consumer: None,
+            offsets,
             in_flight: Vec::new(),
         })
     }
 
     fn consumer_config(&self, suffix: &str) -> ConsumerConfig {
-        ConsumerConfig {
-            bootstrap: self.bootstrap.clone(),
-            client_id: format!("{}-{suffix}", self.client_id),
-            fetch_max_wait: self.poll_wait,
-            auto_offset_reset: OffsetReset::Earliest,
-            ..ConsumerConfig::default()
-        }
+        consumer_config(&self.bootstrap, &self.client_id, self.poll_wait, suffix)
     }
 
+    /// Offsets of partitions from their leaders, asking again while leaders move.
     async fn list_offsets(
-        &self,
-        topic: &str,
-        partitions: i32,
+        &mut self,
+        partitions: &[(String, i32)],
         timestamp: i64,
-    ) -> Result<Vec<(i32, i64)>, StreamsError> {
-        Ok(self.admin.list_offsets(topic, partitions, timestamp).await?)
+    ) -> Result<HashMap<(String, i32), i64>, StreamsError> {
+        let mut found = HashMap::new();
+        for attempt in 0..50 {
+            let missing: Vec<(String, i32)> =
+                partitions.iter().filter(|tp| !found.contains_key(*tp)).cloned().collect();
+            if missing.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            found.extend(self.offsets.list_offsets(missing, timestamp).await?);
+        }
+        if found.len() < partitions.len() {
+            return Err(StreamsError::Config(format!("no leader answered ListOffsets for {partitions:?}")));
+        }
+        Ok(found)
     }
 }
 
@@ -182,10 +198,10 @@ impl Backend for BrokerBackend {
         consumer.commit_offsets(offsets).await.map_err(|e| StreamsError::Commit { message: e.to_string() })
     }
 
-    async fn bounds(&self, topic: &str, partition: i32) -> Result<(i64, i64), StreamsError> {
-        let find = |offsets: Vec<(i32, i64)>| offsets.into_iter().find(|(p, _)| *p == partition).map_or(0, |(_, o)| o);
-        let start = find(self.list_offsets(topic, partition + 1, -2).await?);
-        let end = find(self.list_offsets(topic, partition + 1, -1).await?);
+    async fn bounds(&mut self, topic: &str, partition: i32) -> Result<(i64, i64), StreamsError> {
+        let tp = [(topic.to_string(), partition)];
+        let start = self.list_offsets(&tp, -2).await?[&tp[0]];
+        let end = self.list_offsets(&tp, -1).await?[&tp[0]];
         Ok((start, end))
     }
 
@@ -213,19 +229,8 @@ impl Backend for BrokerBackend {
         Ok(())
     }
 
-    async fn end_offsets(&self, partitions: &[(String, i32)]) -> Result<HashMap<(String, i32), i64>, StreamsError> {
-        let mut by_topic: BTreeMap<&str, i32> = BTreeMap::new();
-        for (topic, partition) in partitions {
-            let count = by_topic.entry(topic).or_insert(0);
-            *count = (*count).max(partition + 1);
-        }
-        let mut out = HashMap::new();
-        for (topic, count) in by_topic {
-            for (partition, offset) in self.list_offsets(topic, count, -1).await? {
-                out.insert((topic.to_string(), partition), offset);
-            }
-        }
-        Ok(out)
+    async fn end_offsets(&mut self, partitions: &[(String, i32)]) -> Result<HashMap<(String, i32), i64>, StreamsError> {
+        self.list_offsets(partitions, -1).await
     }
 
     async fn close(mut self) -> Result<(), StreamsError> {
@@ -234,5 +239,16 @@ impl Backend for BrokerBackend {
             consumer.close().await?;
         }
         Ok(())
+    }
+}
+
+fn consumer_config(bootstrap: &str, client_id: &str, poll_wait: Duration, suffix: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        bootstrap: bootstrap.to_string(),
+        client_id: format!("{client_id}-{suffix}"),
+        fetch_max_wait: poll_wait,
+        // Kafka Streams' auto.offset.reset.
+        auto_offset_reset: OffsetReset::Earliest,
+        ..ConsumerConfig::default()
     }
 }

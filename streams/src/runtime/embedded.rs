@@ -328,7 +328,7 @@ impl Backend for EmbeddedBackend {
             .map_err(|e| StreamsError::Commit { message: e.to_string() })
     }
 
-    async fn bounds(&self, topic: &str, partition: i32) -> Result<(i64, i64), StreamsError> {
+    async fn bounds(&mut self, topic: &str, partition: i32) -> Result<(i64, i64), StreamsError> {
         let log = self.log_of(topic, partition)?;
         Ok((log.log_start(), log.log_end()))
     }
@@ -345,7 +345,7 @@ impl Backend for EmbeddedBackend {
         read_log(&log, topic, partition, from, end, apply)
     }
 
-    async fn end_offsets(&self, partitions: &[(String, i32)]) -> Result<HashMap<(String, i32), i64>, StreamsError> {
+    async fn end_offsets(&mut self, partitions: &[(String, i32)]) -> Result<HashMap<(String, i32), i64>, StreamsError> {
         partitions.iter().map(|(t, p)| Ok(((t.clone(), *p), self.log_of(t, *p)?.log_end()))).collect()
     }
 

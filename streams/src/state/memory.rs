@@ -34,6 +34,29 @@ impl Backing for MemoryBacking {
         }
     }
 
+    fn update(&mut self, key: Bytes, f: &mut super::UpdateFn<'_>) -> Result<Option<Bytes>, StreamsError> {
+        use std::collections::btree_map::Entry;
+        match self.entries.entry(key) {
+            Entry::Occupied(mut entry) => {
+                let new = f(Some(entry.get()))?;
+                match &new {
+                    Some(value) => *entry.get_mut() = value.clone(),
+                    None => {
+                        entry.remove();
+                    }
+                }
+                Ok(new)
+            }
+            Entry::Vacant(entry) => {
+                let new = f(None)?;
+                if let Some(value) = &new {
+                    entry.insert(value.clone());
+                }
+                Ok(new)
+            }
+        }
+    }
+
     fn commit(&mut self, _: Option<i64>) -> Result<(), StreamsError> {
         Ok(())
     }

@@ -31,12 +31,22 @@ use crate::runtime::OutRecord;
 pub(crate) use memory::MemoryBacking;
 pub(crate) use persistent::PersistentBacking;
 
+/// Makes a new value from the current one, for [`Backing::update`].
+pub(crate) type UpdateFn<'a> = dyn FnMut(Option<&Bytes>) -> Result<Option<Bytes>, StreamsError> + 'a;
+
 /// Where a store's entries live.
 pub(crate) trait Backing {
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StreamsError>;
     /// Entries with `from <= key < to` (`to: None`: to the end), in key order.
     fn range(&self, from: &[u8], to: Option<&[u8]>) -> Result<Vec<(Bytes, Bytes)>, StreamsError>;
     fn put(&mut self, key: Bytes, value: Option<Bytes>);
+    /// Replaces `key`'s value with what `f` makes of the current one (`None` deletes),
+    /// in one lookup where the backing allows; returns the new value.
+    fn update(&mut self, key: Bytes, f: &mut UpdateFn<'_>) -> Result<Option<Bytes>, StreamsError> {
+        let new = f(self.get(&key)?.as_ref())?;
+        self.put(key, new.clone());
+        Ok(new)
+    }
     /// Makes the writes so far durable, with the changelog offset they reach (the next
     /// offset to restore from). A no-op in memory.
     fn commit(&mut self, changelog_next: Option<i64>) -> Result<(), StreamsError>;
@@ -127,6 +137,22 @@ impl Store {
             self.dirty.insert(key.clone(), (value.clone(), timestamp));
         }
         self.backing.put(key, value);
+    }
+
+    /// Read-modify-write of one entry (see [`Backing::update`]), logged like a put.
+    /// A serde failure inside `f` is reported with this store's name.
+    pub(crate) fn update(&mut self, key: Bytes, timestamp: i64, f: &mut UpdateFn<'_>) -> Result<(), StreamsError> {
+        let named = |e| match e {
+            StreamsError::StoreSerde { source, .. } => StreamsError::StoreSerde { store: self.name.clone(), source },
+            other => other,
+        };
+        if self.changelog.is_some() {
+            let new = self.backing.update(key.clone(), f).map_err(named)?;
+            self.dirty.insert(key, (new, timestamp));
+        } else {
+            self.backing.update(key, f).map_err(named)?;
+        }
+        Ok(())
     }
 
     /// Moves the dirty entries to `out` as changelog records.
