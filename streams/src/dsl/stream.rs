@@ -207,6 +207,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                     value_serde: Arc::clone(&produced.value_serde),
                     partitioner: produced.partitioner.clone(),
                     buf: Vec::new(),
+                    arena: bytes::BytesMut::new(),
                     partitions: None,
                 };
                 inst.register_node::<K, V, _>(id, node);

@@ -62,18 +62,39 @@ pub(crate) struct SinkNode<K, V> {
     pub(crate) value_serde: Arc<dyn Serde<V>>,
     pub(crate) partitioner: Option<StreamPartitioner<K, V>>,
     pub(crate) buf: Vec<u8>,
+    /// Outgoing keys and values are cut from this buffer: one allocation per chunk, not
+    /// two per record.
+    pub(crate) arena: bytes::BytesMut,
     /// The topic's partition count, looked up once.
     pub(crate) partitions: Option<i32>,
 }
 
+const ARENA_CHUNK: usize = 64 << 10;
+
+impl<K, V> SinkNode<K, V> {
+    fn cut(&mut self) -> bytes::Bytes {
+        if self.arena.capacity() < self.buf.len() {
+            self.arena.reserve(ARENA_CHUNK.max(self.buf.len()));
+        }
+        self.arena.extend_from_slice(&self.buf);
+        self.arena.split().freeze()
+    }
+
+    fn serialize_key(&mut self, key: &K) -> Option<bytes::Bytes> {
+        self.buf.clear();
+        self.key_serde.serialize(key, &mut self.buf).then(|| self.cut())
+    }
+
+    fn serialize_value(&mut self, value: &V) -> Option<bytes::Bytes> {
+        self.buf.clear();
+        self.value_serde.serialize(value, &mut self.buf).then(|| self.cut())
+    }
+}
+
 impl<K, V> Node<K, V> for SinkNode<K, V> {
     fn process(&mut self, cx: &mut Context, record: Record<K, V>) {
-        self.buf.clear();
-        let key =
-            self.key_serde.serialize(&record.key, &mut self.buf).then(|| bytes::Bytes::copy_from_slice(&self.buf));
-        self.buf.clear();
-        let value =
-            self.value_serde.serialize(&record.value, &mut self.buf).then(|| bytes::Bytes::copy_from_slice(&self.buf));
+        let key = self.serialize_key(&record.key);
+        let value = self.serialize_value(&record.value);
         let count = *self.partitions.get_or_insert_with(|| cx.partitions.get(&*self.topic).copied().unwrap_or(1));
         let partition = match &self.partitioner {
             Some(choose) => choose(&record.key, &record.value, count),

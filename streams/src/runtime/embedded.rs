@@ -142,6 +142,8 @@ fn read_log(
     Ok(())
 }
 
+type TopicPartition = (Arc<str>, i32);
+
 /// One stream thread's share of an embedded log.
 pub(crate) struct EmbeddedBackend {
     log: EmbeddedLog,
@@ -262,7 +264,8 @@ impl Backend for EmbeddedBackend {
     }
 
     async fn send(&mut self, records: Vec<OutRecord>) -> Result<(), StreamsError> {
-        let mut batches: BTreeMap<(Arc<str>, i32), Vec<OutRecord>> = BTreeMap::new();
+        // Few topics and partitions per batch: a short list, matched by pointer first.
+        let mut batches: Vec<(TopicPartition, Vec<OutRecord>)> = Vec::new();
         for record in records {
             let partition = match record.partition {
                 Some(p) => p,
@@ -271,7 +274,13 @@ impl Backend for EmbeddedBackend {
                     (self.round_robin.fetch_add(1, Ordering::Relaxed) % count as usize) as i32
                 }
             };
-            batches.entry((Arc::clone(&record.topic), partition)).or_default().push(record);
+            let slot = batches
+                .iter()
+                .position(|((t, p), _)| *p == partition && (Arc::ptr_eq(t, &record.topic) || *t == record.topic));
+            match slot {
+                Some(i) => batches[i].1.push(record),
+                None => batches.push(((Arc::clone(&record.topic), partition), vec![record])),
+            }
         }
         for ((topic, partition), records) in batches {
             let log = self.log_of(&topic, partition)?;

@@ -6,7 +6,7 @@
 //! it wrote: records for sink topics and, drained from its stores, for changelogs.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::Path;
 use std::rc::Rc;
@@ -46,19 +46,27 @@ pub(crate) struct Changelog {
 pub(crate) struct StreamTask {
     pub(crate) id: TaskId,
     pub(crate) stores: HashMap<String, Rc<RefCell<Store>>>,
-    sources: HashMap<Arc<str>, Rc<RefCell<dyn RawSource>>>,
+    /// One per source topic (this task's partition), looked up by position, not by name,
+    /// on the per-record path.
+    inputs: Vec<Input>,
     punctuators: Vec<Rc<RefCell<dyn Punctuate>>>,
     cx: Context,
-    /// Records received and not yet processed, per source topic (this task's partition).
-    queues: BTreeMap<Arc<str>, VecDeque<ConsumerRecord>>,
-    /// The next offset to commit per source topic: one past the last processed record.
-    positions: BTreeMap<Arc<str>, i64>,
     started: bool,
+}
+
+/// One source partition of a task.
+struct Input {
+    topic: Arc<str>,
+    source: Option<Rc<RefCell<dyn RawSource>>>,
+    /// Records received and not yet processed.
+    queue: VecDeque<ConsumerRecord>,
+    /// The next offset to commit: one past the last processed record.
+    position: Option<i64>,
 }
 
 impl fmt::Debug for StreamTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamTask").field("id", &self.id).field("positions", &self.positions).finish()
+        f.debug_struct("StreamTask").field("id", &self.id).finish()
     }
 }
 
@@ -80,18 +88,17 @@ impl StreamTask {
             let store = Store::open(spec, Some((Arc::from(changelog.as_str()), id.partition)), dir.as_deref())?;
             stores.insert(name.clone(), Rc::new(RefCell::new(store)));
         }
-        let queues =
-            sub.sources.iter().map(|t| (Arc::from(t.resolve(application_id).as_str()), VecDeque::new())).collect();
-        Ok(Self {
-            id,
-            stores,
-            sources: HashMap::new(),
-            punctuators: Vec::new(),
-            cx: Context::new(partitions),
-            queues,
-            positions: BTreeMap::new(),
-            started: false,
-        })
+        let inputs = sub
+            .sources
+            .iter()
+            .map(|t| Input {
+                topic: Arc::from(t.resolve(application_id).as_str()),
+                source: None,
+                queue: VecDeque::new(),
+                position: None,
+            })
+            .collect();
+        Ok(Self { id, stores, inputs, punctuators: Vec::new(), cx: Context::new(partitions), started: false })
     }
 
     /// The changelogs to restore before [`Self::start`].
@@ -124,7 +131,10 @@ impl StreamTask {
         if let Some(error) = inst.error.take() {
             return Err(error);
         }
-        self.sources = std::mem::take(&mut inst.sources);
+        let mut sources = std::mem::take(&mut inst.sources);
+        for input in &mut self.inputs {
+            input.source = sources.remove(&input.topic);
+        }
         self.punctuators = std::mem::take(&mut inst.punctuators);
         self.started = true;
         Ok(())
@@ -132,18 +142,20 @@ impl StreamTask {
 
     /// Source topics of this task (resolved names), all at [`TaskId::partition`].
     pub(crate) fn source_topics(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.queues.keys()
+        self.inputs.iter().map(|i| &i.topic)
     }
 
     /// Queues a record of one of this task's source partitions.
     pub(crate) fn add(&mut self, record: ConsumerRecord) {
-        if let Some(queue) = self.queues.get_mut(&*record.topic) {
-            queue.push_back(record);
+        // Records of one fetch share their topic's `Arc`: compare pointers first.
+        let input = self.inputs.iter_mut().find(|i| Arc::ptr_eq(&i.topic, &record.topic) || i.topic == record.topic);
+        if let Some(input) = input {
+            input.queue.push_back(record);
         }
     }
 
     pub(crate) fn has_queued(&self) -> bool {
-        self.queues.values().any(|q| !q.is_empty())
+        self.inputs.iter().any(|i| !i.queue.is_empty())
     }
 
     /// Processes every queued record, earliest timestamp first across the task's
@@ -157,26 +169,28 @@ impl StreamTask {
         self.cx.wall_time = wall_time;
         let mut processed = 0;
         loop {
-            let next = if self.queues.len() == 1 {
-                self.queues.values_mut().next().and_then(VecDeque::pop_front)
+            // The earliest head across the task's partitions (Kafka Streams' partition group).
+            let next = if self.inputs.len() == 1 {
+                if self.inputs[0].queue.is_empty() { None } else { Some(0) }
             } else {
-                let topic = self
-                    .queues
+                self.inputs
                     .iter()
-                    .filter_map(|(t, q)| q.front().map(|r| (r.timestamp, t)))
+                    .enumerate()
+                    .filter_map(|(i, input)| input.queue.front().map(|r| (r.timestamp, i)))
                     .min()
-                    .map(|(_, t)| Arc::clone(t));
-                topic.and_then(|t| self.queues.get_mut(&t).and_then(VecDeque::pop_front))
+                    .map(|(_, i)| i)
             };
-            let Some(record) = next else { break };
-            let Some(source) = self.sources.get(&*record.topic).cloned() else { continue };
-            self.cx.topic = Arc::clone(&record.topic);
+            let Some(at) = next else { break };
+            let input = &mut self.inputs[at];
+            let record = input.queue.pop_front().expect("a head");
+            let Some(source) = input.source.as_ref() else { continue };
+            self.cx.topic = Arc::clone(&input.topic);
             self.cx.offset = record.offset;
             source.borrow_mut().process_raw(&mut self.cx, &record);
             if let Some(error) = self.cx.error.take() {
                 return Err(error);
             }
-            self.positions.insert(Arc::clone(&record.topic), record.offset + 1);
+            input.position = Some(record.offset + 1);
             self.cx.counters.processed += 1;
             processed += 1;
         }
@@ -226,7 +240,7 @@ impl StreamTask {
 
     /// The offsets to commit: per source topic, one past the last processed record.
     pub(crate) fn positions(&self) -> impl Iterator<Item = (&Arc<str>, i64)> {
-        self.positions.iter().map(|(t, o)| (t, *o))
+        self.inputs.iter().filter_map(|i| i.position.map(|p| (&i.topic, p)))
     }
 
     pub(crate) fn counters(&self) -> TaskCounters {

@@ -106,11 +106,27 @@ impl<B: Backend> StreamThread<B> {
             }
             let records = self.backend.poll().await?;
             self.reconcile().await?;
+            // A poll's records come in runs of one partition: look the task up once a run.
+            let mut last: Option<(Arc<str>, i32, TaskId)> = None;
             for record in records {
-                match self.routes.get(&(Arc::clone(&record.topic), record.partition)) {
-                    Some(id) => self.tasks.get_mut(id).expect("a routed task").add(record),
-                    None => tracing::warn!(topic = %record.topic, partition = record.partition, "a record for no task"),
-                }
+                let id = match &last {
+                    Some((topic, partition, id))
+                        if Arc::ptr_eq(topic, &record.topic) && *partition == record.partition =>
+                    {
+                        *id
+                    }
+                    _ => match self.routes.get(&(Arc::clone(&record.topic), record.partition)) {
+                        Some(id) => {
+                            last = Some((Arc::clone(&record.topic), record.partition, *id));
+                            *id
+                        }
+                        None => {
+                            tracing::warn!(topic = %record.topic, partition = record.partition, "a record for no task");
+                            continue;
+                        }
+                    },
+                };
+                self.tasks.get_mut(&id).expect("a routed task").add(record);
             }
             let now = now_ms();
             let punctuate = now - self.last_punctuate >= PUNCTUATE_INTERVAL_MS;
