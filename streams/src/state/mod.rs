@@ -99,8 +99,15 @@ pub(crate) struct Store {
 pub(crate) struct Fx(u64);
 
 impl Hasher for Fx {
+    /// The multiply leaves the low bits (which pick the bucket) poor when keys differ
+    /// only early on; a final avalanche (murmur3's) spreads every input bit over them.
     fn finish(&self) -> u64 {
-        self.0
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
