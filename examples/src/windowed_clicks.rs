@@ -52,8 +52,8 @@ pub fn topology(input: &str, pages: &str, sessions: &str) -> Result<Topology, St
     let clicks = builder.stream(
         input,
         Consumed::with(Unit, Json::<Click>::new()).with_timestamp_extractor(|record| {
-            // The click's own time; a record that is not a click gets -1 and is skipped
-            // (counted), rather than stopping the job.
+            // The click's own time. (A value that is not a click never gets here: its
+            // deserialization stops the job first, with the record's offset.)
             record.value.as_ref().and_then(|v| serde_json::from_slice::<Click>(v).ok()).map_or(-1, |click| click.ts)
         }),
     );

@@ -1,5 +1,6 @@
 //! The wordcount example as processes against a real broker process: counts stay exact
-//! while a second instance joins and leaves, and across a graceful restart.
+//! while a second instance joins and leaves, across a graceful restart, and when an
+//! instance starts on an empty state directory and restores from the changelog.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -189,9 +190,17 @@ fn counts_are_exact_while_instances_join_leave_and_restart() {
     h.produce(&lines(4, 300));
     h.wait_exact("the second instance left");
 
+    // A restart on the same state dir resumes from the store's checkpoint.
     assert!(a.sigterm().success());
     h.produce(&lines(5, 200));
-    let _a = start_wordcount(&bootstrap, state_a.path());
+    let a = start_wordcount(&bootstrap, state_a.path());
     h.produce(&lines(6, 200));
     h.wait_exact("after a graceful restart");
+
+    // A restart on an empty state dir rebuilds the counts from the changelog.
+    assert!(a.sigterm().success());
+    let fresh = tempfile::tempdir().unwrap();
+    let _a = start_wordcount(&bootstrap, fresh.path());
+    h.produce(&lines(7, 200));
+    h.wait_exact("restored from the changelog into an empty state dir");
 }
