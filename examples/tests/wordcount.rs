@@ -34,6 +34,12 @@ fn binary(name: &str, example: bool) -> PathBuf {
 struct Process(Child);
 
 impl Process {
+    /// SIGKILL: no commit, no goodbye.
+    fn kill(mut self) {
+        self.0.kill().expect("kill");
+        self.0.wait().expect("wait");
+    }
+
     fn sigterm(mut self) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
@@ -120,6 +126,30 @@ impl Harness {
         });
     }
 
+    /// Reads counts until the last count of every word is at least what was produced:
+    /// at-least-once after a crash may count a record again, never lose one.
+    fn wait_at_least(&mut self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let records = self.runtime.block_on(self.output.poll()).unwrap();
+            for record in records {
+                let word = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
+                let count: i64 = std::str::from_utf8(&record.value.unwrap()).unwrap().parse().unwrap();
+                self.seen.entry(word).or_default().push(count);
+            }
+            let short: Vec<(&String, i64, i64)> = self
+                .expected
+                .iter()
+                .map(|(w, n)| (w, *n, self.seen.get(w).and_then(|c| c.last().copied()).unwrap_or(0)))
+                .filter(|(_, want, got)| got < want)
+                .collect();
+            if short.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: words counted short: {short:?}");
+        }
+    }
+
     /// Reads counts until the last count of every word is what was produced.
     fn wait_exact(&mut self, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -203,4 +233,42 @@ fn counts_are_exact_while_instances_join_leave_and_restart() {
     let _a = start_wordcount(&bootstrap, fresh.path());
     h.produce(&lines(7, 200));
     h.wait_exact("restored from the changelog into an empty state dir");
+}
+
+#[test]
+fn an_instance_killed_mid_stream_loses_no_word() {
+    let data = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (_broker, bootstrap) = start_broker(data.path());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (producer, output) = runtime.block_on(async {
+        let admin = Admin::connect(&bootstrap).await.unwrap();
+        admin.create_topic("lines", 2, &BTreeMap::new()).await.unwrap();
+        admin.create_topic("counts", 2, &BTreeMap::new()).await.unwrap();
+        let producer = Producer::connect(ProducerConfig { bootstrap: bootstrap.clone(), ..ProducerConfig::default() })
+            .await
+            .unwrap();
+        let mut output = Consumer::connect(ConsumerConfig {
+            bootstrap: bootstrap.clone(),
+            auto_offset_reset: OffsetReset::Earliest,
+            fetch_max_wait: Duration::from_millis(100),
+            ..ConsumerConfig::default()
+        })
+        .await
+        .unwrap();
+        output.assign((0..2).map(|p| ("counts".to_string(), p)));
+        (producer, output)
+    });
+    let mut h = Harness { runtime, producer, output, expected: BTreeMap::new(), seen: BTreeMap::new() };
+    let a = start_wordcount(&bootstrap, state.path());
+    h.produce(&lines(11, 300));
+    h.wait_exact("before the crash");
+    // Kill while a large batch is being processed: what was processed but not committed
+    // is processed again after the restart.
+    h.produce(&lines(12, 3000));
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill();
+    h.produce(&lines(13, 300));
+    let _a = start_wordcount(&bootstrap, state.path());
+    h.wait_at_least("after SIGKILL and a restart");
 }

@@ -198,3 +198,31 @@ fn sliding_windows_hold_records_at_most_the_time_difference_apart() {
         ]
     );
 }
+
+#[test]
+fn sliding_windows_emit_final_writes_each_window_once_at_close() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in", Consumed::with(Utf8, I64))
+        .group_by_key(Grouped::with(Utf8, I64))
+        .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(ms(10), ms(100)))
+        .emit(EmitStrategy::OnWindowClose)
+        .aggregate(|| 0, |_, v, sum| sum + v, Materialized::as_store("sums").with_value_serde(I64))
+        .to("out", Produced::with(headwater_streams::WindowedSerde(Utf8), I64));
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    let inp = driver.input_topic("in", Utf8, I64);
+    for (v, t) in [(1, 10), (2, 15), (4, 12)] {
+        driver.pipe(&inp, k("a"), v, t).unwrap();
+    }
+    assert!(windowed_counts(&mut driver).is_empty());
+    // Stream time 121: windows ending by 20 are closed (20 + 100 < 121), not [11,21].
+    driver.advance_stream_time(121).unwrap();
+    assert_eq!(
+        windowed_counts(&mut driver),
+        vec![(k("a"), w(0, 10), Some(1)), (k("a"), w(2, 12), Some(5)), (k("a"), w(5, 15), Some(7))]
+    );
+    driver.advance_stream_time(10_000).unwrap();
+    assert_eq!(windowed_counts(&mut driver), vec![(k("a"), w(11, 21), Some(6)), (k("a"), w(13, 23), Some(2))]);
+    driver.advance_stream_time(20_000).unwrap();
+    assert!(windowed_counts(&mut driver).is_empty(), "each window once");
+}

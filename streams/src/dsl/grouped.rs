@@ -147,7 +147,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Sliding windows.
     pub fn windowed_by_sliding(&self, windows: SlidingWindows) -> SlidingWindowedKStream<K, V> {
-        SlidingWindowedKStream { grouped: self.clone_inner(), windows }
+        SlidingWindowedKStream { grouped: self.clone_inner(), windows, emit: EmitStrategy::default() }
     }
 
     /// Session windows.
@@ -305,6 +305,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
 pub struct SlidingWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SlidingWindows,
+    emit: EmitStrategy,
 }
 
 impl<K, V> std::fmt::Debug for SlidingWindowedKStream<K, V> {
@@ -314,13 +315,18 @@ impl<K, V> std::fmt::Debug for SlidingWindowedKStream<K, V> {
 }
 
 impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
+    /// When results are written: every update (the default) or once, at window close.
+    pub fn emit(mut self, strategy: EmitStrategy) -> Self {
+        self.emit = strategy;
+        self
+    }
+
     pub fn count(&self, materialized: Materialized<i64>) -> KTable<Windowed<K>, i64> {
         let materialized = Materialized { value_serde: Some(Arc::new(I64)), ..materialized };
         self.aggregate(|| 0, |_, _, n| n + 1, materialized)
     }
 
-    /// Folds each window's values, in timestamp order, from `init()`. Results are
-    /// written on every update.
+    /// Folds each window's values, in timestamp order, from `init()`.
     pub fn aggregate<VR: Data>(
         &self,
         init: impl Fn() -> VR + Send + Sync + 'static,
@@ -331,7 +337,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         let Some(w) = windowed_input(&self.grouped, &materialized, "KSTREAM-AGGREGATE-STATE-STORE") else {
             return KTable::new(builder, self.grouped.stream.node, None, None, None, Vec::new());
         };
-        let windows = self.windows;
+        let (windows, emit) = (self.windows, self.emit);
         let (init, agg): (InitFn<VR>, AggFn<K, V, VR>) = (Arc::new(init), Arc::new(aggregator));
         let (ks, vs, s) = (Arc::clone(&w.key_serde), Arc::clone(&w.value_serde), w.store.clone());
         let id = builder.add(
@@ -340,12 +346,14 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
                 let node = SlidingAggregateNode {
                     store: inst.store(&s),
                     windows,
+                    emit,
                     key_serde: Arc::clone(&ks),
                     value_serde: Arc::clone(&vs),
                     init: Arc::clone(&init),
                     agg: Arc::clone(&agg),
                     down: inst.downstream::<Windowed<K>, Change<VR>>(id),
                     index: Default::default(),
+                    emitted_through: i64::MIN,
                 };
                 let node = inst.register_node::<K, V, _>(id, node);
                 if let Err(e) = node.borrow_mut().index_store() {

@@ -5,7 +5,10 @@
 //! `[t + 1, t + 1 + d]` when that holds any record. The node keeps the key's raw records
 //! (timestamp, offset, value) for as long as an open window may hold them, and a new
 //! record recomputes each window that contains it from those records, so results are
-//! exact whatever the arrival order. Results are emitted on update.
+//! exact whatever the arrival order. Results are emitted on update, or once per window
+//! when it closes (`end + grace < stream time`): then the windows that closed since the
+//! last punctuation are found from the records' times (left windows end at a record,
+//! right windows one `time_difference + 1` after one) and computed from the records.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -20,12 +23,13 @@ use crate::error::StreamsError;
 use crate::record::{Change, Record};
 use crate::serde::Serde;
 use crate::state::{Store, keys};
-use crate::window::{SlidingWindows, Window, Windowed};
+use crate::window::{EmitStrategy, SlidingWindows, Window, Windowed};
 
 pub(crate) struct SlidingAggregateNode<K, V, VR> {
     /// Raw records: `keys::window_seq(key, timestamp, offset)` -> value.
     pub(crate) store: Rc<RefCell<Store>>,
     pub(crate) windows: SlidingWindows,
+    pub(crate) emit: EmitStrategy,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) value_serde: Arc<dyn Serde<V>>,
     pub(crate) init: InitFn<VR>,
@@ -33,6 +37,8 @@ pub(crate) struct SlidingAggregateNode<K, V, VR> {
     pub(crate) down: Downstream<Windowed<K>, Change<VR>>,
     /// Raw records by timestamp, for expiry.
     pub(crate) index: BTreeSet<(i64, Bytes)>,
+    /// Emit-final: windows ending at or before this have been emitted.
+    pub(crate) emitted_through: i64,
 }
 
 impl<K, V, VR> SlidingAggregateNode<K, V, VR> {
@@ -114,16 +120,78 @@ impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for SlidingAggregateNode<K, V, VR
         let store_key = keys::window_seq(&key_bytes, t, cx.offset as u32);
         self.store.borrow_mut().put(store_key.clone(), ser(&*self.value_serde, &record.value), t);
         self.index.insert((t, store_key));
-        for (window, change, timestamp) in updates {
-            let key = Windowed { key: record.key.clone(), window };
-            self.down.forward(cx, Record::new(key, change, timestamp));
+        if self.emit == EmitStrategy::OnWindowUpdate {
+            for (window, change, timestamp) in updates {
+                let key = Windowed { key: record.key.clone(), window };
+                self.down.forward(cx, Record::new(key, change, timestamp));
+            }
         }
         self.punctuate(cx);
     }
 }
 
-impl<K, V, VR> Punctuate for SlidingAggregateNode<K, V, VR> {
+impl<K: Clone, V: Clone, VR: Clone> SlidingAggregateNode<K, V, VR> {
+    /// Emit-final: every window that closed since the last call, computed from the
+    /// records, in order of window end.
+    fn emit_closed(&mut self, cx: &mut Context) -> Result<(), StreamsError> {
+        let (d, grace) = (self.windows.time_difference_ms, self.windows.grace_ms);
+        // Closed: end + grace < stream time.
+        let bound = cx.stream_time.saturating_sub(grace).saturating_sub(1);
+        if cx.stream_time == i64::MIN || bound <= self.emitted_through {
+            return Ok(());
+        }
+        let from = self.emitted_through;
+        let mut closing: BTreeSet<(i64, i64, Bytes)> = BTreeSet::new();
+        // Left windows end at a record; right windows end d + 1 after one.
+        let lowest = from.saturating_sub(d + 1);
+        for (t, store_key) in self.index.range((lowest, Bytes::new())..) {
+            if *t > bound {
+                break;
+            }
+            let key = Bytes::copy_from_slice(keys::split_window(store_key).0);
+            if *t > from {
+                closing.insert((*t, t - d, key.clone()));
+            }
+            let right_end = t + 1 + d;
+            if right_end > from && right_end <= bound {
+                closing.insert((right_end, t + 1, key));
+            }
+        }
+        self.emitted_through = bound;
+        for (end, start, key_bytes) in closing {
+            let (lower, upper) = keys::window_range(&key_bytes, start, end);
+            let (key, values) = {
+                let store = self.store.borrow();
+                let found = store.range(&lower, Some(&upper))?;
+                if found.is_empty() {
+                    continue; // a right window with nothing in it is not a window
+                }
+                let key = self
+                    .key_serde
+                    .deserialize(Some(&key_bytes))
+                    .map_err(|source| StreamsError::StoreSerde { store: store.name.clone(), source })?;
+                let mut values = Vec::with_capacity(found.len());
+                for (store_key, value) in found {
+                    values.push((keys::split_window(&store_key).1, de_store(&*self.value_serde, &store.name, &value)?));
+                }
+                (key, values)
+            };
+            let latest = values.last().map_or(end, |(t, _)| *t);
+            let aggregate = self.fold(&key, values.into_iter().map(|(_, v)| v));
+            let windowed = Windowed { key, window: Window { start, end } };
+            self.down.forward(cx, Record::new(windowed, Change { new: Some(aggregate), old: None }, latest));
+        }
+        Ok(())
+    }
+}
+
+impl<K: Clone, V: Clone, VR: Clone> Punctuate for SlidingAggregateNode<K, V, VR> {
     fn punctuate(&mut self, cx: &mut Context) {
+        if self.emit == EmitStrategy::OnWindowClose
+            && let Err(e) = self.emit_closed(cx)
+        {
+            return cx.fail(e);
+        }
         let horizon = self.windows.time_difference_ms + 1 + self.windows.grace_ms;
         while let Some((t, _)) = self.index.first() {
             // No open window holds a record this old any more.
