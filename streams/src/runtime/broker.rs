@@ -29,7 +29,14 @@ pub(crate) struct BrokerBackend {
     offsets: Consumer,
     /// Records sent and not yet known to be acknowledged.
     in_flight: Vec<(Arc<str>, DeliveryFuture)>,
+    /// What acknowledged records reached since the last flush, and the first failure.
+    reached: Reached,
+    failure: Option<headwater_core::client::ClientError>,
 }
+
+/// Past this many records in flight, acknowledged ones are settled early, so memory
+/// follows what is unacknowledged, not the commit interval times the rate.
+const REAP_AT: usize = 1 << 16;
 
 impl BrokerBackend {
     pub(crate) async fn connect(
@@ -74,6 +81,8 @@ impl BrokerBackend {
             consumer: None,
             offsets,
             in_flight: Vec::new(),
+            reached: Reached::new(),
+            failure: None,
         })
     }
 
@@ -103,6 +112,38 @@ impl BrokerBackend {
             return Err(StreamsError::Config(format!("no leader answered ListOffsets for {partitions:?}")));
         }
         Ok(found)
+    }
+}
+
+impl BrokerBackend {
+    /// Settles the records already acknowledged (or failed), keeping the others.
+    fn reap(&mut self) {
+        let mut pending = Vec::with_capacity(self.in_flight.len());
+        for (topic, delivery) in std::mem::take(&mut self.in_flight) {
+            if delivery.is_settled() {
+                let outcome = futures::FutureExt::now_or_never(delivery).expect("a settled delivery is ready");
+                self.settle(topic, outcome);
+            } else {
+                pending.push((topic, delivery));
+            }
+        }
+        self.in_flight = pending;
+    }
+
+    fn settle(
+        &mut self,
+        topic: Arc<str>,
+        outcome: Result<headwater_core::client::RecordMetadata, headwater_core::client::ClientError>,
+    ) {
+        match outcome {
+            Ok(meta) => {
+                let next = self.reached.entry((topic, meta.partition)).or_insert(0);
+                *next = (*next).max(meta.offset + 1);
+            }
+            Err(error) => {
+                self.failure.get_or_insert(error);
+            }
+        }
     }
 }
 
@@ -168,28 +209,22 @@ impl Backend for BrokerBackend {
                 })
                 .await?;
             self.in_flight.push((record.topic, delivery));
+            if self.in_flight.len() >= REAP_AT {
+                self.reap();
+            }
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<Reached, StreamsError> {
         self.producer.flush().await?;
-        let mut reached = Reached::new();
-        let mut failure = None;
-        for (topic, delivery) in self.in_flight.drain(..) {
-            match delivery.await {
-                Ok(meta) => {
-                    let next = reached.entry((topic, meta.partition)).or_insert(0);
-                    *next = (*next).max(meta.offset + 1);
-                }
-                Err(error) => {
-                    failure.get_or_insert(error);
-                }
-            }
+        for (topic, delivery) in std::mem::take(&mut self.in_flight) {
+            let outcome = delivery.await;
+            self.settle(topic, outcome);
         }
-        match failure {
+        match self.failure.take() {
             Some(error) => Err(error.into()),
-            None => Ok(reached),
+            None => Ok(std::mem::take(&mut self.reached)),
         }
     }
 
