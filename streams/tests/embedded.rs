@@ -105,3 +105,46 @@ fn a_missing_source_topic_is_a_clear_error() {
     let error = streams.close().unwrap_err().to_string();
     assert!(error.contains("lines") && error.contains("does not exist"), "{error}");
 }
+
+/// Closed windows stay closed across a restart: stream time is kept with the state, so a
+/// late record after the restart is dropped rather than opening its window again.
+#[test]
+fn stream_time_survives_a_restart() {
+    use headwater_streams::serde::I64;
+    use headwater_streams::{EmitStrategy, TimeWindows, WindowedSerde};
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path()).unwrap();
+    log.create_topic("clicks", 1, BTreeMap::new()).unwrap();
+    log.create_topic("final", 1, BTreeMap::new()).unwrap();
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream("clicks", Consumed::with(Utf8, Utf8))
+            .group_by_key(Grouped::with(Utf8, Utf8))
+            .windowed_by(TimeWindows::of(Duration::from_millis(10)))
+            .emit(EmitStrategy::OnWindowClose)
+            .count(Materialized::as_store("counts"))
+            .to("final", Produced::with(WindowedSerde(Utf8), I64));
+        builder.build().unwrap()
+    };
+    let click = |t: i64| log.append("clicks", 0, &[(Some(b"k".as_slice()), Some(b"x".as_slice()), t)]).unwrap();
+    let results = || log.read("final", 0, 0).unwrap().len();
+    let run = |want: usize| {
+        let streams = KafkaStreams::start(topology(), StreamsConfig::embedded("st", log.clone())).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while results() < want {
+            assert!(std::time::Instant::now() < deadline, "{} results, not {want}", results());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        streams.close().unwrap();
+    };
+    click(1);
+    click(5);
+    click(25); // closes [0, 10)
+    run(1);
+    click(3); // late for [0, 10), which closed before the restart
+    click(41); // closes [20, 30)
+    run(2);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(results(), 2, "[0, 10) written once, [20, 30) once; the late click opened nothing");
+}

@@ -226,3 +226,25 @@ fn sliding_windows_emit_final_writes_each_window_once_at_close() {
     driver.advance_stream_time(20_000).unwrap();
     assert!(windowed_counts(&mut driver).is_empty(), "each window once");
 }
+
+#[test]
+fn sliding_windows_keep_records_fanned_out_from_one_input_and_accept_records_open_windows_need() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in", Consumed::with(Utf8, I64))
+        .flat_map_values(|v: i64| vec![v, v])
+        .group_by_key(Grouped::with(Utf8, I64))
+        .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(ms(10), ms(0)))
+        .count(Materialized::as_store("counts"))
+        .to("out", Produced::with(headwater_streams::WindowedSerde(Utf8), I64));
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    let inp = driver.input_topic("in", Utf8, I64);
+    driver.pipe(&inp, k("a"), 1, 20).unwrap();
+    // Both copies of the record are buffered: the second sees the first.
+    assert_eq!(windowed_counts(&mut driver), vec![(k("a"), w(10, 20), Some(1)), (k("a"), w(10, 20), Some(2))]);
+    // 15 is before stream time minus grace, but [10, 20] is still open: it counts.
+    driver.pipe(&inp, k("a"), 1, 15).unwrap();
+    let out = windowed_counts(&mut driver);
+    assert_eq!(out.last(), Some(&(k("a"), w(10, 20), Some(4))), "{out:?}");
+    assert_eq!(driver.counters().dropped_late, 0);
+}

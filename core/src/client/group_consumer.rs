@@ -382,16 +382,45 @@ impl GroupConsumer {
         Ok(())
     }
 
+    /// Positions newly assigned partitions at their committed offsets. An error is never
+    /// taken for "nothing committed" (that would replay the partition from
+    /// `auto.offset.reset`): a coordinator that is moving or loading is asked again,
+    /// found again if needed, and any other error fails the poll.
     async fn start_from_committed(&mut self, partitions: &[(String, i32)]) -> Result<(), ClientError> {
         if partitions.is_empty() {
             return Ok(());
         }
+        let mut attempt = 0;
+        let committed = loop {
+            match self.fetch_committed(partitions).await {
+                Ok(committed) => break committed,
+                Err(ClientError::Broker { code, .. }) if coordinator_code(code) && attempt < 50 => {
+                    attempt += 1;
+                    tokio::time::sleep(COORDINATOR_BACKOFF).await;
+                    if code != ResponseError::CoordinatorLoadInProgress.code() {
+                        self.coordinator = find_coordinator(&self.cluster, &self.config.group_id).await?;
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        for (topic, partition, offset) in committed {
+            if offset >= 0 {
+                self.consumer.seek(&topic, partition, offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// OffsetFetch for `partitions`; a group- or partition-level error is an error.
+    async fn fetch_committed(&self, partitions: &[(String, i32)]) -> Result<Vec<(String, i32, i64)>, ClientError> {
+        let failed = |code: i16| ClientError::Broker { api: "OffsetFetch", code };
         let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         for (topic, partition) in partitions {
             by_topic.entry(topic.clone()).or_default().push(*partition);
         }
         let version = self.coordinator.version(kafka_protocol::messages::ApiKey::OffsetFetch).unwrap_or(1);
-        let committed: Vec<(String, i32, i64)> = if version >= 8 {
+        let committed = if version >= 8 {
             // Version 8 batches groups.
             use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
             let topics = by_topic
@@ -406,9 +435,17 @@ impl GroupConsumer {
                 .with_topics(Some(topics));
             let response = self.coordinator.send(OffsetFetchRequest::default().with_groups(vec![group])).await?;
             let mut committed = Vec::new();
-            for topic in response.groups.into_iter().flat_map(|g| g.topics) {
-                for p in topic.partitions.into_iter().filter(|p| p.error_code == 0) {
-                    committed.push((topic.name.to_string(), p.partition_index, p.committed_offset));
+            for group in response.groups {
+                if group.error_code != 0 {
+                    return Err(failed(group.error_code));
+                }
+                for topic in group.topics {
+                    for p in topic.partitions {
+                        if p.error_code != 0 {
+                            return Err(failed(p.error_code));
+                        }
+                        committed.push((topic.name.to_string(), p.partition_index, p.committed_offset));
+                    }
                 }
             }
             committed
@@ -423,20 +460,21 @@ impl GroupConsumer {
                 .with_group_id(GroupId(str_bytes(&self.config.group_id)))
                 .with_topics(Some(topics));
             let response = self.coordinator.send(request).await?;
+            if response.error_code != 0 {
+                return Err(failed(response.error_code));
+            }
             let mut committed = Vec::new();
             for topic in response.topics {
-                for p in topic.partitions.into_iter().filter(|p| p.error_code == 0) {
+                for p in topic.partitions {
+                    if p.error_code != 0 {
+                        return Err(failed(p.error_code));
+                    }
                     committed.push((topic.name.to_string(), p.partition_index, p.committed_offset));
                 }
             }
             committed
         };
-        for (topic, partition, offset) in committed {
-            if offset >= 0 {
-                self.consumer.seek(&topic, partition, offset);
-            }
-        }
-        Ok(())
+        Ok(committed)
     }
 
     fn start_heartbeat(&mut self) {

@@ -288,11 +288,11 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     down: inst.downstream::<Windowed<K>, Change<VR>>(id),
                     open: Default::default(),
                     key_buf: Vec::new(),
+                    saved_time: i64::MIN,
                 };
                 let node = inst.register_node::<K, V, _>(id, node);
-                if let Err(e) = node.borrow_mut().index_store() {
-                    inst.fail(e);
-                }
+                let restored = node.borrow_mut().index_store();
+                inst.restored(restored);
                 let punctuate: std::rc::Rc<std::cell::RefCell<dyn Punctuate>> = node;
                 inst.punctuators.push(punctuate);
             }),
@@ -354,11 +354,11 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
                     down: inst.downstream::<Windowed<K>, Change<VR>>(id),
                     index: Default::default(),
                     emitted_through: i64::MIN,
+                    saved_time: i64::MIN,
                 };
                 let node = inst.register_node::<K, V, _>(id, node);
-                if let Err(e) = node.borrow_mut().index_store() {
-                    inst.fail(e);
-                }
+                let restored = node.borrow_mut().index_store();
+                inst.restored(restored);
                 let punctuate: std::rc::Rc<std::cell::RefCell<dyn Punctuate>> = node;
                 inst.punctuators.push(punctuate);
             }),
@@ -423,11 +423,11 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                     down: inst.downstream::<Windowed<K>, Change<VR>>(id),
                     index: Default::default(),
                     key_buf: Vec::new(),
+                    saved_time: i64::MIN,
                 };
                 let node = inst.register_node::<K, V, _>(id, node);
-                if let Err(e) = node.borrow_mut().index_store() {
-                    inst.fail(e);
-                }
+                let restored = node.borrow_mut().index_store();
+                inst.restored(restored);
                 let punctuate: std::rc::Rc<std::cell::RefCell<dyn Punctuate>> = node;
                 inst.punctuators.push(punctuate);
             }),

@@ -408,11 +408,11 @@ impl<K: Data, V: Data> KStream<K, V> {
                         joiner: Arc::clone(&joiner_left),
                         down: inst.downstream(id),
                         index: Default::default(),
+                        saved_time: i64::MIN,
                     };
                     let node = inst.register_node::<K, V, _>(id, node);
-                    if let Err(e) = node.borrow_mut().index_stores() {
-                        inst.fail(e);
-                    }
+                    let restored = node.borrow_mut().index_stores();
+                    inst.restored(restored);
                     let punctuate: std::rc::Rc<std::cell::RefCell<dyn Punctuate>> = node;
                     inst.punctuators.push(punctuate);
                 }),
@@ -439,11 +439,11 @@ impl<K: Data, V: Data> KStream<K, V> {
                         joiner: Arc::new(move |own: Option<&V2>, other: Option<&V>| joiner(other, own)),
                         down: inst.downstream(id),
                         index: Default::default(),
+                        saved_time: i64::MIN,
                     };
                     let node = inst.register_node::<K, V2, _>(id, node);
-                    if let Err(e) = node.borrow_mut().index_stores() {
-                        inst.fail(e);
-                    }
+                    let restored = node.borrow_mut().index_stores();
+                    inst.restored(restored);
                     let punctuate: std::rc::Rc<std::cell::RefCell<dyn Punctuate>> = node;
                     inst.punctuators.push(punctuate);
                 }),

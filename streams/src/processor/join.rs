@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::table::Getter;
-use super::{Context, Downstream, Node, Punctuate, de_store, ser};
+use super::{Context, Downstream, Node, Punctuate, ser};
 use crate::dsl::JoinWindows;
 use crate::error::StreamsError;
 use crate::record::{Change, Record};
@@ -96,6 +96,8 @@ pub(crate) struct StreamStreamJoinNode<K, V, VO, VR> {
     pub(crate) down: Downstream<K, VR>,
     /// This side's buffered and pending records by time: (time, store key, pending).
     pub(crate) index: BTreeSet<(i64, Bytes, bool)>,
+    /// The stream time last saved in this side's buffer.
+    pub(crate) saved_time: i64,
 }
 
 impl<K, V, VO, VR> StreamStreamJoinNode<K, V, VO, VR> {
@@ -107,8 +109,8 @@ impl<K, V, VO, VR> StreamStreamJoinNode<K, V, VO, VR> {
         }
     }
 
-    pub(crate) fn index_stores(&mut self) -> Result<(), StreamsError> {
-        for (store_key, _) in self.own_store.borrow().range(&[], None)? {
+    pub(crate) fn index_stores(&mut self) -> Result<Option<i64>, StreamsError> {
+        for (store_key, _) in self.own_store.borrow().range(&[], None)?.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
             let t = keys::split_window(&store_key).1;
             self.index.insert((t, store_key, false));
         }
@@ -118,7 +120,9 @@ impl<K, V, VO, VR> StreamStreamJoinNode<K, V, VO, VR> {
                 self.index.insert((t, store_key, true));
             }
         }
-        Ok(())
+        let saved = super::saved_stream_time(&self.own_store.borrow())?;
+        self.saved_time = saved.unwrap_or(i64::MIN);
+        Ok(saved)
     }
 }
 
@@ -131,8 +135,8 @@ impl<K: Clone, V: Clone, VO, VR: Clone> Node<K, V> for StreamStreamJoinNode<K, V
             cx.counters.dropped_late += 1;
             return;
         }
-        let own_key = keys::window_seq(&key_bytes, t, cx.offset as u32);
-        let value_bytes = ser(&*self.own_serde, &record.value);
+        let own_key = keys::window_seq(&key_bytes, t, cx.next_seq());
+        let value_bytes = Some(super::ser_tagged(&*self.own_serde, &record.value));
         self.own_store.borrow_mut().put(own_key.clone(), value_bytes.clone(), t);
         self.index.insert((t, own_key.clone(), false));
         let (lower, upper) = keys::window_range(&key_bytes, t.saturating_sub(earlier), t.saturating_add(later));
@@ -144,7 +148,7 @@ impl<K: Clone, V: Clone, VO, VR: Clone> Node<K, V> for StreamStreamJoinNode<K, V
             };
             let mut matches = Vec::with_capacity(found.len());
             for (store_key, value) in found {
-                match de_store(&*self.other_serde, &other.name, &value) {
+                match super::de_tagged(&*self.other_serde, &other.name, &value) {
                     Ok(v) => matches.push((store_key, v)),
                     Err(e) => return cx.fail(e),
                 }
@@ -182,20 +186,15 @@ impl<K: Clone, V: Clone, VO, VR: Clone> Node<K, V> for StreamStreamJoinNode<K, V
 
 impl<K: Clone, V: Clone, VO, VR: Clone> Punctuate for StreamStreamJoinNode<K, V, VO, VR> {
     fn punctuate(&mut self, cx: &mut Context) {
+        super::save_stream_time(&mut self.own_store.borrow_mut(), &mut self.saved_time, cx.stream_time);
         let (later, earlier) = self.reach();
         let grace = self.windows.grace_ms;
-        // Pending records are due when their own window closes; buffered ones are kept
-        // until no record of the other side that could still arrive might meet them.
-        let pending_due = |t: i64| t.saturating_add(later).saturating_add(grace) < cx.stream_time;
-        let buffer_due =
-            |t: i64| t.saturating_add(later).saturating_add(earlier).saturating_add(grace) < cx.stream_time;
-        let due: Vec<(i64, Bytes, bool)> = self
-            .index
-            .iter()
-            .take_while(|(t, _, _)| pending_due(*t))
-            .filter(|(t, _, pending)| *pending || buffer_due(*t))
-            .cloned()
-            .collect();
+        // A record of the other side can still meet one of ours at `t` while it is not
+        // late itself: up to stream time t + later + earlier + grace. Until then a pending
+        // (unmatched) record waits, so a `None` result is never followed by a match, and
+        // a buffered one is kept.
+        let due = |t: i64| t.saturating_add(later).saturating_add(earlier).saturating_add(grace) < cx.stream_time;
+        let due: Vec<(i64, Bytes, bool)> = self.index.iter().take_while(|(t, _, _)| due(*t)).cloned().collect();
         for entry in due {
             self.index.remove(&entry);
             let (t, store_key, pending) = entry;
@@ -222,7 +221,7 @@ impl<K: Clone, V: Clone, VO, VR: Clone> Punctuate for StreamStreamJoinNode<K, V,
                 .key_serde
                 .deserialize(Some(&Bytes::copy_from_slice(key_bytes)))
                 .map_err(|source| StreamsError::StoreSerde { store: store.borrow().name.clone(), source })
-                .and_then(|k| Ok((k, de_store(&*self.own_serde, &store.borrow().name, &value)?)));
+                .and_then(|k| Ok((k, super::de_tagged(&*self.own_serde, &store.borrow().name, &value)?)));
             let (key, own) = match decoded {
                 Ok(decoded) => decoded,
                 Err(e) => return cx.fail(e),

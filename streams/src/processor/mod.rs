@@ -99,6 +99,10 @@ pub(crate) struct Context {
     /// Partition counts of the topics this task writes.
     pub(crate) partitions: Arc<HashMap<String, i32>>,
     pub(crate) counters: TaskCounters,
+    /// Which of the task's inputs the current record came from, and how many buffered
+    /// records it has produced so far: with the offset, a unique, replayable identity.
+    pub(crate) input: u8,
+    pub(crate) fanout: u16,
 }
 
 impl Context {
@@ -112,7 +116,19 @@ impl Context {
             error: None,
             partitions,
             counters: TaskCounters::default(),
+            input: 0,
+            fanout: 0,
         }
+    }
+
+    /// A sequence number that tells apart records a node buffers under the same key and
+    /// time: the input, the source record's offset, and a count of what it fanned out to.
+    /// The same input replayed gets the same numbers, so a replay overwrites, not adds.
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        let seq =
+            (u64::from(self.input) << 56) | (((self.offset as u64) & ((1 << 40) - 1)) << 16) | u64::from(self.fanout);
+        self.fanout = self.fanout.wrapping_add(1);
+        seq
     }
 
     pub(crate) fn fail(&mut self, error: StreamsError) {
@@ -123,6 +139,39 @@ impl Context {
 /// Serializes with a serde into fresh bytes (`None`: null).
 pub(crate) fn ser<T>(serde: &dyn Serde<T>, value: &T) -> Option<Bytes> {
     crate::serde::to_bytes(serde, value)
+}
+
+/// A value for a buffer store, which must keep nulls too: a tag byte (0 null, 1 value)
+/// then the bytes.
+pub(crate) fn ser_tagged<T>(serde: &dyn Serde<T>, value: &T) -> Bytes {
+    let mut out = vec![1];
+    if serde.serialize(value, &mut out) { Bytes::from(out) } else { Bytes::from_static(&[0]) }
+}
+
+/// Reads a value written by [`ser_tagged`].
+pub(crate) fn de_tagged<T>(serde: &dyn Serde<T>, store: &str, bytes: &Bytes) -> Result<T, StreamsError> {
+    let value = match bytes.first() {
+        Some(1) => Some(bytes.slice(1..)),
+        _ => None,
+    };
+    serde.deserialize(value.as_ref()).map_err(|source| StreamsError::StoreSerde { store: store.to_string(), source })
+}
+
+/// Reads the stream time a windowed node saved in its store.
+pub(crate) fn saved_stream_time(store: &Store) -> Result<Option<i64>, StreamsError> {
+    Ok(store.get(crate::state::keys::STREAM_TIME)?.and_then(|b| b[..].try_into().ok().map(i64::from_be_bytes)))
+}
+
+/// Saves the task's stream time in a windowed node's store when it has moved on.
+pub(crate) fn save_stream_time(store: &mut Store, saved: &mut i64, stream_time: i64) {
+    if stream_time > *saved {
+        *saved = stream_time;
+        store.put(
+            Bytes::from_static(crate::state::keys::STREAM_TIME),
+            Some(Bytes::copy_from_slice(&stream_time.to_be_bytes())),
+            stream_time,
+        );
+    }
 }
 
 /// Deserializes a store's bytes, naming the store on failure.
@@ -140,6 +189,8 @@ pub(crate) struct Instantiation<'a> {
     pub(crate) punctuators: Vec<Rc<RefCell<dyn Punctuate>>>,
     /// A node that could not start (its store unreadable): the task fails.
     pub(crate) error: Option<StreamsError>,
+    /// The latest stream time a node found saved in its store.
+    pub(crate) restored_stream_time: i64,
 }
 
 impl<'a> Instantiation<'a> {
@@ -156,6 +207,7 @@ impl<'a> Instantiation<'a> {
             sources: HashMap::new(),
             punctuators: Vec::new(),
             error: None,
+            restored_stream_time: i64::MIN,
         }
     }
 
@@ -187,6 +239,15 @@ impl<'a> Instantiation<'a> {
 
     pub(crate) fn fail(&mut self, error: StreamsError) {
         self.error.get_or_insert(error);
+    }
+
+    /// Notes what [`Self::index`]ing a node's store found; errors fail the task.
+    pub(crate) fn restored(&mut self, outcome: Result<Option<i64>, StreamsError>) {
+        match outcome {
+            Ok(Some(t)) => self.restored_stream_time = self.restored_stream_time.max(t),
+            Ok(None) => {}
+            Err(e) => self.fail(e),
+        }
     }
 
     pub(crate) fn store(&self, name: &str) -> Rc<RefCell<Store>> {

@@ -38,16 +38,20 @@ pub(crate) struct SessionAggregateNode<K, V, VR> {
     /// Sessions in the store: (end, store key).
     pub(crate) index: BTreeSet<(i64, Bytes)>,
     pub(crate) key_buf: Vec<u8>,
+    /// The stream time last saved in the store.
+    pub(crate) saved_time: i64,
 }
 
 impl<K, V, VR> SessionAggregateNode<K, V, VR> {
-    pub(crate) fn index_store(&mut self) -> Result<(), StreamsError> {
+    pub(crate) fn index_store(&mut self) -> Result<Option<i64>, StreamsError> {
         let entries = self.store.borrow().range(&[], None)?;
-        for (store_key, _) in entries {
+        for (store_key, _) in entries.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
             let (_, _, end) = keys::split_session(&store_key);
             self.index.insert((end, store_key));
         }
-        Ok(())
+        let saved = super::saved_stream_time(&self.store.borrow())?;
+        self.saved_time = saved.unwrap_or(i64::MIN);
+        Ok(saved)
     }
 
     fn is_final(&self, end: i64, stream_time: i64) -> bool {
@@ -121,6 +125,7 @@ impl<K: Clone, V, VR: Clone> Node<K, V> for SessionAggregateNode<K, V, VR> {
 
 impl<K: Clone, V, VR: Clone> Punctuate for SessionAggregateNode<K, V, VR> {
     fn punctuate(&mut self, cx: &mut Context) {
+        super::save_stream_time(&mut self.store.borrow_mut(), &mut self.saved_time, cx.stream_time);
         while let Some((end, _)) = self.index.first() {
             if !self.is_final(*end, cx.stream_time) || cx.error.is_some() {
                 return;

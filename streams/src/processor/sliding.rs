@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::aggregate::{AggFn, InitFn};
-use super::{Context, Downstream, Node, Punctuate, de_store, ser};
+use super::{Context, Downstream, Node, Punctuate, de_tagged, ser, ser_tagged};
 use crate::error::StreamsError;
 use crate::record::{Change, Record};
 use crate::serde::Serde;
@@ -39,16 +39,24 @@ pub(crate) struct SlidingAggregateNode<K, V, VR> {
     pub(crate) index: BTreeSet<(i64, Bytes)>,
     /// Emit-final: windows ending at or before this have been emitted.
     pub(crate) emitted_through: i64,
+    /// The stream time last saved in the store.
+    pub(crate) saved_time: i64,
 }
 
 impl<K, V, VR> SlidingAggregateNode<K, V, VR> {
-    pub(crate) fn index_store(&mut self) -> Result<(), StreamsError> {
+    pub(crate) fn index_store(&mut self) -> Result<Option<i64>, StreamsError> {
         let entries = self.store.borrow().range(&[], None)?;
-        for (store_key, _) in entries {
+        for (store_key, _) in entries.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
             let (_, t) = keys::split_window(&store_key);
             self.index.insert((t, store_key));
         }
-        Ok(())
+        let saved = super::saved_stream_time(&self.store.borrow())?;
+        self.saved_time = saved.unwrap_or(i64::MIN);
+        // Windows that closed before the save were emitted then.
+        if let Some(saved) = saved {
+            self.emitted_through = saved.saturating_sub(self.windows.grace_ms).saturating_sub(1);
+        }
+        Ok(saved)
     }
 }
 
@@ -62,7 +70,8 @@ impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for SlidingAggregateNode<K, V, VR
     fn process(&mut self, cx: &mut Context, record: Record<K, V>) {
         let Some(key_bytes) = ser(&*self.key_serde, &record.key) else { return };
         let (d, grace, t) = (self.windows.time_difference_ms, self.windows.grace_ms, record.timestamp);
-        if t.saturating_add(grace) < cx.stream_time {
+        // Late only when every window that could hold it (ending by t + d) is closed.
+        if t.saturating_add(d).saturating_add(grace) < cx.stream_time {
             cx.counters.dropped_late += 1;
             return;
         }
@@ -76,7 +85,7 @@ impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for SlidingAggregateNode<K, V, VR
             };
             let mut existing = Vec::with_capacity(found.len());
             for (store_key, value) in found {
-                match de_store(&*self.value_serde, &store.name, &value) {
+                match de_tagged(&*self.value_serde, &store.name, &value) {
                     Ok(v) => existing.push((keys::split_window(&store_key).1, v)),
                     Err(e) => return cx.fail(e),
                 }
@@ -117,8 +126,8 @@ impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for SlidingAggregateNode<K, V, VR
             let new = self.fold(&record.key, contents.iter().map(|(_, v)| v.clone()));
             updates.push((right, Change { new: Some(new), old: None }, latest));
         }
-        let store_key = keys::window_seq(&key_bytes, t, cx.offset as u32);
-        self.store.borrow_mut().put(store_key.clone(), ser(&*self.value_serde, &record.value), t);
+        let store_key = keys::window_seq(&key_bytes, t, cx.next_seq());
+        self.store.borrow_mut().put(store_key.clone(), Some(ser_tagged(&*self.value_serde, &record.value)), t);
         self.index.insert((t, store_key));
         if self.emit == EmitStrategy::OnWindowUpdate {
             for (window, change, timestamp) in updates {
@@ -145,6 +154,9 @@ impl<K: Clone, V: Clone, VR: Clone> SlidingAggregateNode<K, V, VR> {
         // Left windows end at a record; right windows end d + 1 after one.
         let lowest = from.saturating_sub(d + 1);
         for (t, store_key) in self.index.range((lowest, Bytes::new())..) {
+            if keys::is_meta(store_key) {
+                continue;
+            }
             if *t > bound {
                 break;
             }
@@ -172,7 +184,8 @@ impl<K: Clone, V: Clone, VR: Clone> SlidingAggregateNode<K, V, VR> {
                     .map_err(|source| StreamsError::StoreSerde { store: store.name.clone(), source })?;
                 let mut values = Vec::with_capacity(found.len());
                 for (store_key, value) in found {
-                    values.push((keys::split_window(&store_key).1, de_store(&*self.value_serde, &store.name, &value)?));
+                    values
+                        .push((keys::split_window(&store_key).1, de_tagged(&*self.value_serde, &store.name, &value)?));
                 }
                 (key, values)
             };
@@ -187,6 +200,7 @@ impl<K: Clone, V: Clone, VR: Clone> SlidingAggregateNode<K, V, VR> {
 
 impl<K: Clone, V: Clone, VR: Clone> Punctuate for SlidingAggregateNode<K, V, VR> {
     fn punctuate(&mut self, cx: &mut Context) {
+        super::save_stream_time(&mut self.store.borrow_mut(), &mut self.saved_time, cx.stream_time);
         if self.emit == EmitStrategy::OnWindowClose
             && let Err(e) = self.emit_closed(cx)
         {

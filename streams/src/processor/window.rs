@@ -32,17 +32,22 @@ pub(crate) struct WindowAggregateNode<K, V, VR> {
     /// Open windows: (end, store key).
     pub(crate) open: BTreeSet<(i64, Bytes)>,
     pub(crate) key_buf: Vec<u8>,
+    /// The stream time last saved in the store.
+    pub(crate) saved_time: i64,
 }
 
 impl<K, V, VR> WindowAggregateNode<K, V, VR> {
-    /// Indexes the windows already in the store (restored from the changelog).
-    pub(crate) fn index_store(&mut self) -> Result<(), StreamsError> {
+    /// Indexes the windows already in the store (restored from the changelog); returns
+    /// the stream time saved there.
+    pub(crate) fn index_store(&mut self) -> Result<Option<i64>, StreamsError> {
         let entries = self.store.borrow().range(&[], None)?;
-        for (store_key, _) in entries {
+        for (store_key, _) in entries.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
             let (_, start) = keys::split_window(&store_key);
             self.open.insert((start + self.windows.size_ms, store_key));
         }
-        Ok(())
+        let saved = super::saved_stream_time(&self.store.borrow())?;
+        self.saved_time = saved.unwrap_or(i64::MIN);
+        Ok(saved)
     }
 
     fn closed(&self, end: i64, stream_time: i64) -> bool {
@@ -93,6 +98,7 @@ impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for WindowAggregateNode<K, V, VR>
 
 impl<K: Clone, V, VR: Clone> Punctuate for WindowAggregateNode<K, V, VR> {
     fn punctuate(&mut self, cx: &mut Context) {
+        super::save_stream_time(&mut self.store.borrow_mut(), &mut self.saved_time, cx.stream_time);
         while let Some((end, _)) = self.open.first() {
             if !self.closed(*end, cx.stream_time) || cx.error.is_some() {
                 return;

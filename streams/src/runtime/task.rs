@@ -131,6 +131,7 @@ impl StreamTask {
         if let Some(error) = inst.error.take() {
             return Err(error);
         }
+        self.cx.stream_time = self.cx.stream_time.max(inst.restored_stream_time);
         let mut sources = std::mem::take(&mut inst.sources);
         for input in &mut self.inputs {
             input.source = sources.remove(&input.topic);
@@ -186,6 +187,8 @@ impl StreamTask {
             let Some(source) = input.source.as_ref() else { continue };
             self.cx.topic = Arc::clone(&input.topic);
             self.cx.offset = record.offset;
+            self.cx.input = at as u8;
+            self.cx.fanout = 0;
             source.borrow_mut().process_raw(&mut self.cx, &record);
             if let Some(error) = self.cx.error.take() {
                 return Err(error);

@@ -82,7 +82,19 @@ impl<B: Backend> StreamThread<B> {
                 .collect()
         };
         self.backend.create_topics(&missing).await?;
-        self.partitions = Arc::new(self.backend.partition_counts(&sinks).await?);
+        // In a cluster, topics just created take a moment to appear in every broker's
+        // metadata.
+        let mut attempt = 0;
+        self.partitions = loop {
+            match self.backend.partition_counts(&sinks).await {
+                Ok(counts) => break Arc::new(counts),
+                Err(_) if attempt < 50 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         let mut subscribed: BTreeSet<String> = sources.into_iter().collect();
         for (name, topic) in &plan.internal {
             if !topic.changelog && self.topology.reads(&self.application_id, name) {
@@ -99,7 +111,7 @@ impl<B: Backend> StreamThread<B> {
         while !self.shutdown.load(Ordering::Acquire) {
             if self.backend.rebalance_wanted() {
                 // Everything processed is committed before any partition leaves.
-                self.commit_all().await?;
+                self.commit_or_rejoin().await?;
                 self.tasks.clear();
                 self.routes.clear();
                 self.backend.rebalance().await?;
@@ -150,7 +162,7 @@ impl<B: Backend> StreamThread<B> {
                 self.backend.send(output).await?;
             }
             if self.last_commit.elapsed() >= self.commit_interval {
-                self.commit_all().await?;
+                self.commit_or_rejoin().await?;
             }
         }
         Ok(())
@@ -231,6 +243,25 @@ impl<B: Backend> StreamThread<B> {
             tracing::info!(task = %id, records = restored, elapsed = ?started.elapsed(), "state restored from changelogs");
         }
         Ok(task)
+    }
+
+    /// Commits; when the group refused the offsets because it has moved on (this member
+    /// was fenced or missed a rebalance), its partitions may already be someone else's:
+    /// the tasks are dropped uncommitted (their records will be processed again, which
+    /// at-least-once allows) and the thread rejoins, instead of failing the application.
+    async fn commit_or_rejoin(&mut self) -> Result<(), StreamsError> {
+        match self.commit_all().await {
+            Err(StreamsError::Commit { message }) if self.backend.rebalance_wanted() => {
+                tracing::warn!(thread = %self.name, %message, "the group refused a commit; rejoining");
+                for id in std::mem::take(&mut self.tasks).into_keys() {
+                    self.metrics.remove(id);
+                }
+                self.routes.clear();
+                self.last_commit = Instant::now();
+                self.backend.rebalance().await
+            }
+            outcome => outcome,
+        }
     }
 
     /// Sends what the tasks wrote, waits until it is durable, commits the stores, then

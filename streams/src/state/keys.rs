@@ -1,7 +1,7 @@
 //! Key layouts of window and session stores over an ordered byte map.
 //!
 //! ```text
-//!  window:   len:u32 | key | start:i64        (| seq:u32 for stores that keep duplicates)
+//!  window:   len:u32 | key | start:i64        (| seq:u64 for stores that keep duplicates)
 //!  session:  len:u32 | key | end:i64 | start:i64
 //! ```
 //! The key's length comes first so that one key is never a prefix of another's range;
@@ -32,12 +32,23 @@ pub(crate) fn window(key: &[u8], start: i64) -> Bytes {
     out.freeze()
 }
 
-/// A window store key that keeps duplicates apart (join buffers).
-pub(crate) fn window_seq(key: &[u8], start: i64, seq: u32) -> Bytes {
-    let mut out = prefix(key, 12);
+/// A window store key that keeps duplicates apart (join and sliding buffers): `seq`
+/// tells records of one key and time apart (see `Context::next_seq`).
+pub(crate) fn window_seq(key: &[u8], start: i64, seq: u64) -> Bytes {
+    let mut out = prefix(key, 16);
     out.put_slice(&time_bytes(start));
-    out.put_u32(seq);
+    out.put_u64(seq);
     out.freeze()
+}
+
+/// Where windowed nodes keep their task's stream time, so that a task that moves or
+/// restarts goes on closing windows where it left off. No entry's key starts with a
+/// length of `u32::MAX`, so it is never inside a key's range.
+pub(crate) const STREAM_TIME: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+
+/// Whether a store key is the stream-time entry rather than a window or session.
+pub(crate) fn is_meta(store_key: &[u8]) -> bool {
+    store_key == STREAM_TIME
 }
 
 /// The range of `key`'s windows with `from <= start <= to`: `[lower, upper)`.
