@@ -288,6 +288,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     down: inst.downstream::<Windowed<K>, Change<VR>>(id),
                     open: Default::default(),
                     key_buf: Vec::new(),
+                    store_key_buf: Vec::new(),
                     saved_time: i64::MIN,
                 };
                 let node = inst.register_node::<K, V, _>(id, node);

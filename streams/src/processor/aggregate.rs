@@ -33,7 +33,6 @@ impl<K: Clone, V, VR: Clone> Node<K, V> for AggregateNode<K, V, VR> {
             // Kafka Streams drops records with a null key from aggregations.
             return;
         }
-        let key_bytes = Bytes::copy_from_slice(&self.key_buf);
         let (mut old, mut new) = (None, None);
         let Record { key, value, timestamp, headers } = record;
         let mut value = Some(value);
@@ -45,7 +44,7 @@ impl<K: Clone, V, VR: Clone> Node<K, V> for AggregateNode<K, V, VR> {
             new = Some(result);
             Ok(bytes)
         };
-        if let Err(e) = self.store.borrow_mut().update(key_bytes, timestamp, &mut update) {
+        if let Err(e) = self.store.borrow_mut().update(&self.key_buf, timestamp, &mut update) {
             return cx.fail(e);
         }
         let record = Record { key, value: (), timestamp, headers };

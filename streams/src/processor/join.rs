@@ -185,8 +185,11 @@ impl<K: Clone, V: Clone, VO, VR: Clone> Node<K, V> for StreamStreamJoinNode<K, V
 }
 
 impl<K: Clone, V: Clone, VO, VR: Clone> Punctuate for StreamStreamJoinNode<K, V, VO, VR> {
-    fn punctuate(&mut self, cx: &mut Context) {
+    fn save_stream_time(&mut self, cx: &mut Context) {
         super::save_stream_time(&mut self.own_store.borrow_mut(), &mut self.saved_time, cx.stream_time);
+    }
+
+    fn punctuate(&mut self, cx: &mut Context) {
         let (later, earlier) = self.reach();
         let grace = self.windows.grace_ms;
         // A record of the other side can still meet one of ours at `t` while it is not

@@ -50,6 +50,8 @@ pub(crate) trait RawSource {
 /// batch of records and on the wall-clock punctuation interval.
 pub(crate) trait Punctuate {
     fn punctuate(&mut self, cx: &mut Context);
+    /// Keeps the stream time with the node's state: once per batch, not per record.
+    fn save_stream_time(&mut self, _cx: &mut Context) {}
 }
 
 /// The children of a node with output `K`, `V`.

@@ -124,8 +124,11 @@ impl<K: Clone, V, VR: Clone> Node<K, V> for SessionAggregateNode<K, V, VR> {
 }
 
 impl<K: Clone, V, VR: Clone> Punctuate for SessionAggregateNode<K, V, VR> {
-    fn punctuate(&mut self, cx: &mut Context) {
+    fn save_stream_time(&mut self, cx: &mut Context) {
         super::save_stream_time(&mut self.store.borrow_mut(), &mut self.saved_time, cx.stream_time);
+    }
+
+    fn punctuate(&mut self, cx: &mut Context) {
         while let Some((end, _)) = self.index.first() {
             if !self.is_final(*end, cx.stream_time) || cx.error.is_some() {
                 return;

@@ -199,8 +199,11 @@ impl<K: Clone, V: Clone, VR: Clone> SlidingAggregateNode<K, V, VR> {
 }
 
 impl<K: Clone, V: Clone, VR: Clone> Punctuate for SlidingAggregateNode<K, V, VR> {
-    fn punctuate(&mut self, cx: &mut Context) {
+    fn save_stream_time(&mut self, cx: &mut Context) {
         super::save_stream_time(&mut self.store.borrow_mut(), &mut self.saved_time, cx.stream_time);
+    }
+
+    fn punctuate(&mut self, cx: &mut Context) {
         if self.emit == EmitStrategy::OnWindowClose
             && let Err(e) = self.emit_closed(cx)
         {

@@ -32,6 +32,7 @@ pub(crate) struct WindowAggregateNode<K, V, VR> {
     /// Open windows: (end, store key).
     pub(crate) open: BTreeSet<(i64, Bytes)>,
     pub(crate) key_buf: Vec<u8>,
+    pub(crate) store_key_buf: Vec<u8>,
     /// The stream time last saved in the store.
     pub(crate) saved_time: i64,
 }
@@ -68,7 +69,7 @@ impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for WindowAggregateNode<K, V, VR>
                 cx.counters.dropped_late += 1;
                 continue;
             }
-            let store_key = keys::window(&self.key_buf, window.start);
+            keys::window_into(&mut self.store_key_buf, &self.key_buf, window.start);
             let (mut old, mut new) = (None, None);
             let mut update = |current: Option<&Bytes>| {
                 old = current.map(|b| de_store(&*self.agg_serde, "", b)).transpose()?;
@@ -78,11 +79,11 @@ impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for WindowAggregateNode<K, V, VR>
                 new = Some(value);
                 Ok(bytes)
             };
-            if let Err(e) = self.store.borrow_mut().update(store_key.clone(), record.timestamp, &mut update) {
+            if let Err(e) = self.store.borrow_mut().update(&self.store_key_buf, record.timestamp, &mut update) {
                 return cx.fail(e);
             }
             if old.is_none() {
-                self.open.insert((window.end, store_key));
+                self.open.insert((window.end, Bytes::copy_from_slice(&self.store_key_buf)));
             }
             if self.emit == EmitStrategy::OnWindowUpdate {
                 let key = Windowed { key: record.key.clone(), window };
@@ -97,8 +98,11 @@ impl<K: Clone, V: Clone, VR: Clone> Node<K, V> for WindowAggregateNode<K, V, VR>
 }
 
 impl<K: Clone, V, VR: Clone> Punctuate for WindowAggregateNode<K, V, VR> {
-    fn punctuate(&mut self, cx: &mut Context) {
+    fn save_stream_time(&mut self, cx: &mut Context) {
         super::save_stream_time(&mut self.store.borrow_mut(), &mut self.saved_time, cx.stream_time);
+    }
+
+    fn punctuate(&mut self, cx: &mut Context) {
         while let Some((end, _)) = self.open.first() {
             if !self.closed(*end, cx.stream_time) || cx.error.is_some() {
                 return;

@@ -205,7 +205,9 @@ impl StreamTask {
     pub(crate) fn punctuate(&mut self, wall_time: i64) -> Result<(), StreamsError> {
         self.cx.wall_time = wall_time;
         for node in &self.punctuators {
-            node.borrow_mut().punctuate(&mut self.cx);
+            let mut node = node.borrow_mut();
+            node.punctuate(&mut self.cx);
+            node.save_stream_time(&mut self.cx);
             if let Some(error) = self.cx.error.take() {
                 return Err(error);
             }
@@ -220,14 +222,14 @@ impl StreamTask {
 
     /// What the task wrote since the last call: sink records, then changelog records
     /// drained from its stores.
-    pub(crate) fn take_output(&mut self) -> Vec<OutRecord> {
+    pub(crate) fn take_output(&mut self) -> Result<Vec<OutRecord>, StreamsError> {
         let mut out = std::mem::take(&mut self.cx.outbox);
         let mut names: Vec<&String> = self.stores.keys().collect();
         names.sort();
         for name in names {
-            self.stores[name].borrow_mut().drain_changelog(&mut out);
+            self.stores[name].borrow_mut().drain_changelog(&mut out)?;
         }
-        out
+        Ok(out)
     }
 
     /// Makes the stores' writes durable; `changelog_next` gives, per store, the changelog

@@ -216,7 +216,7 @@ impl TopologyTestDriver {
     fn route(&mut self, first: TaskId) -> Result<(), StreamsError> {
         let mut pending = VecDeque::from([first]);
         while let Some(id) = pending.pop_front() {
-            let out = self.tasks.get_mut(&id).expect("a task").take_output();
+            let out = self.tasks.get_mut(&id).expect("a task").take_output()?;
             for record in out {
                 if record.topic.ends_with("-changelog") && record.topic.starts_with(APPLICATION_ID) {
                     self.changelogs.entry(Arc::clone(&record.topic)).or_default().push(record);

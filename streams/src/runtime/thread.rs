@@ -153,7 +153,7 @@ impl<B: Backend> StreamThread<B> {
                     task.punctuate(now)?;
                     self.metrics.record_punctuate(task.id, started.elapsed());
                 }
-                output.extend(task.take_output());
+                output.extend(task.take_output()?);
             }
             if punctuate {
                 self.last_punctuate = now;
@@ -270,7 +270,7 @@ impl<B: Backend> StreamThread<B> {
         let started = Instant::now();
         let mut output = Vec::new();
         for task in self.tasks.values_mut() {
-            output.extend(task.take_output());
+            output.extend(task.take_output()?);
         }
         if !output.is_empty() {
             self.backend.send(output).await?;

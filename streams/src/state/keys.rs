@@ -32,6 +32,14 @@ pub(crate) fn window(key: &[u8], start: i64) -> Bytes {
     out.freeze()
 }
 
+/// [`window`] into a reused buffer, for lookups that allocate nothing.
+pub(crate) fn window_into(out: &mut Vec<u8>, key: &[u8], start: i64) {
+    out.clear();
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&time_bytes(start));
+}
+
 /// A window store key that keeps duplicates apart (join and sliding buffers): `seq`
 /// tells records of one key and time apart (see `Context::next_seq`).
 pub(crate) fn window_seq(key: &[u8], start: i64, seq: u64) -> Bytes {

@@ -34,27 +34,22 @@ impl Backing for MemoryBacking {
         }
     }
 
-    fn update(&mut self, key: Bytes, f: &mut super::UpdateFn<'_>) -> Result<Option<Bytes>, StreamsError> {
-        use std::collections::btree_map::Entry;
-        match self.entries.entry(key) {
-            Entry::Occupied(mut entry) => {
-                let new = f(Some(entry.get()))?;
-                match &new {
-                    Some(value) => *entry.get_mut() = value.clone(),
-                    None => {
-                        entry.remove();
-                    }
+    fn update(&mut self, key: &[u8], f: &mut super::UpdateFn<'_>) -> Result<(), StreamsError> {
+        // Looked up by the borrowed key: an existing entry is updated in place.
+        match self.entries.get_mut(key) {
+            Some(current) => match f(Some(current))? {
+                Some(value) => *current = value,
+                None => {
+                    self.entries.remove(key);
                 }
-                Ok(new)
-            }
-            Entry::Vacant(entry) => {
-                let new = f(None)?;
-                if let Some(value) = &new {
-                    entry.insert(value.clone());
+            },
+            None => {
+                if let Some(value) = f(None)? {
+                    self.entries.insert(Bytes::copy_from_slice(key), value);
                 }
-                Ok(new)
             }
         }
+        Ok(())
     }
 
     fn commit(&mut self, _: Option<i64>) -> Result<(), StreamsError> {

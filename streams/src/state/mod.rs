@@ -43,10 +43,10 @@ pub(crate) trait Backing {
     fn put(&mut self, key: Bytes, value: Option<Bytes>);
     /// Replaces `key`'s value with what `f` makes of the current one (`None` deletes),
     /// in one lookup where the backing allows; returns the new value.
-    fn update(&mut self, key: Bytes, f: &mut UpdateFn<'_>) -> Result<Option<Bytes>, StreamsError> {
-        let new = f(self.get(&key)?.as_ref())?;
-        self.put(key, new.clone());
-        Ok(new)
+    fn update(&mut self, key: &[u8], f: &mut UpdateFn<'_>) -> Result<(), StreamsError> {
+        let new = f(self.get(key)?.as_ref())?;
+        self.put(Bytes::copy_from_slice(key), new);
+        Ok(())
     }
     /// Makes the writes so far durable, with the changelog offset they reach (the next
     /// offset to restore from). A no-op in memory.
@@ -89,7 +89,9 @@ pub(crate) struct Store {
     /// Changelog topic (resolved) and partition.
     pub(crate) changelog: Option<(Arc<str>, i32)>,
     /// Writes not yet sent to the changelog: the last value and its record's timestamp.
-    dirty: HashMap<Bytes, (Option<Bytes>, i64), BuildHasherDefault<Fx>>,
+    /// Keys written since the last drain, with the latest write's record time; their
+    /// values are read back from the backing when drained.
+    dirty: HashMap<Bytes, i64, BuildHasherDefault<Fx>>,
 }
 
 /// The rustc hasher's mix (FxHash), eight bytes at a time: store keys are short and
@@ -169,38 +171,50 @@ impl Store {
     /// changelog record gets.
     pub(crate) fn put(&mut self, key: Bytes, value: Option<Bytes>, timestamp: i64) {
         if self.changelog.is_some() {
-            self.dirty.insert(key.clone(), (value.clone(), timestamp));
+            self.dirty.insert(key.clone(), timestamp);
         }
         self.backing.put(key, value);
     }
 
     /// Read-modify-write of one entry (see [`Backing::update`]), logged like a put.
     /// A serde failure inside `f` is reported with this store's name.
-    pub(crate) fn update(&mut self, key: Bytes, timestamp: i64, f: &mut UpdateFn<'_>) -> Result<(), StreamsError> {
+    /// The key is borrowed: an entry updated again in the same batch costs no allocation.
+    pub(crate) fn update(&mut self, key: &[u8], timestamp: i64, f: &mut UpdateFn<'_>) -> Result<(), StreamsError> {
         let named = |e| match e {
             StreamsError::StoreSerde { source, .. } => StreamsError::StoreSerde { store: self.name.clone(), source },
             other => other,
         };
+        self.backing.update(key, f).map_err(named)?;
         if self.changelog.is_some() {
-            let new = self.backing.update(key.clone(), f).map_err(named)?;
-            self.dirty.insert(key, (new, timestamp));
-        } else {
-            self.backing.update(key, f).map_err(named)?;
+            match self.dirty.get_mut(key) {
+                Some(t) => *t = timestamp,
+                None => {
+                    self.dirty.insert(Bytes::copy_from_slice(key), timestamp);
+                }
+            }
         }
         Ok(())
     }
 
-    /// Moves the dirty entries to `out` as changelog records.
-    pub(crate) fn drain_changelog(&mut self, out: &mut Vec<OutRecord>) {
-        let Some((topic, partition)) = &self.changelog else { return };
-        out.extend(self.dirty.drain().map(|(key, (value, timestamp))| OutRecord {
-            topic: Arc::clone(topic),
-            partition: Some(*partition),
-            key: Some(key),
-            value,
-            timestamp,
-            headers: Vec::new(),
-        }));
+    /// Moves the dirty entries to `out` as changelog records, each with its current
+    /// value (`None`: deleted, a tombstone).
+    ///
+    /// # Errors
+    /// The backing cannot be read.
+    pub(crate) fn drain_changelog(&mut self, out: &mut Vec<OutRecord>) -> Result<(), StreamsError> {
+        let Some((topic, partition)) = &self.changelog else { return Ok(()) };
+        for (key, timestamp) in self.dirty.drain() {
+            let value = self.backing.get(&key)?;
+            out.push(OutRecord {
+                topic: Arc::clone(topic),
+                partition: Some(*partition),
+                key: Some(key),
+                value,
+                timestamp,
+                headers: Vec::new(),
+            });
+        }
+        Ok(())
     }
 
     /// Applies a changelog record while restoring: not logged again.
