@@ -110,6 +110,42 @@ struct Harness {
 }
 
 impl Harness {
+    /// Creates `lines` and `counts` with `partitions` each, and a producer and a reader
+    /// of every counts partition.
+    fn new(bootstrap: &str, partitions: i32) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (producer, output) = runtime.block_on(async {
+            let admin = Admin::connect(bootstrap).await.unwrap();
+            admin.create_topic("lines", partitions, &BTreeMap::new()).await.unwrap();
+            admin.create_topic("counts", partitions, &BTreeMap::new()).await.unwrap();
+            let producer =
+                Producer::connect(ProducerConfig { bootstrap: bootstrap.to_string(), ..ProducerConfig::default() })
+                    .await
+                    .unwrap();
+            let mut output = Consumer::connect(ConsumerConfig {
+                bootstrap: bootstrap.to_string(),
+                auto_offset_reset: OffsetReset::Earliest,
+                fetch_max_wait: Duration::from_millis(100),
+                ..ConsumerConfig::default()
+            })
+            .await
+            .unwrap();
+            output.assign((0..partitions).map(|p| ("counts".to_string(), p)));
+            (producer, output)
+        });
+        Self { runtime, producer, output, expected: BTreeMap::new(), seen: BTreeMap::new() }
+    }
+
+    /// Reads the counts written since the last call.
+    fn read_counts(&mut self) {
+        let records = self.runtime.block_on(self.output.poll()).unwrap();
+        for record in records {
+            let word = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
+            let count: i64 = std::str::from_utf8(&record.value.unwrap()).unwrap().parse().unwrap();
+            self.seen.entry(word).or_default().push(count);
+        }
+    }
+
     fn produce(&mut self, lines: &[String]) {
         self.runtime.block_on(async {
             let mut deliveries = Vec::new();
@@ -131,12 +167,7 @@ impl Harness {
     fn wait_at_least(&mut self, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let records = self.runtime.block_on(self.output.poll()).unwrap();
-            for record in records {
-                let word = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
-                let count: i64 = std::str::from_utf8(&record.value.unwrap()).unwrap().parse().unwrap();
-                self.seen.entry(word).or_default().push(count);
-            }
+            self.read_counts();
             let short: Vec<(&String, i64, i64)> = self
                 .expected
                 .iter()
@@ -154,12 +185,7 @@ impl Harness {
     fn wait_exact(&mut self, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let records = self.runtime.block_on(self.output.poll()).unwrap();
-            for record in records {
-                let word = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
-                let count: i64 = std::str::from_utf8(&record.value.unwrap()).unwrap().parse().unwrap();
-                self.seen.entry(word).or_default().push(count);
-            }
+            self.read_counts();
             let last: BTreeMap<String, i64> =
                 self.seen.iter().map(|(w, counts)| (w.clone(), *counts.last().unwrap())).collect();
             if last == self.expected {
@@ -179,26 +205,7 @@ fn counts_are_exact_while_instances_join_leave_and_restart() {
     let data = tempfile::tempdir().unwrap();
     let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (_broker, bootstrap) = start_broker(data.path());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (producer, output) = runtime.block_on(async {
-        let admin = Admin::connect(&bootstrap).await.unwrap();
-        admin.create_topic("lines", 4, &BTreeMap::new()).await.unwrap();
-        admin.create_topic("counts", 4, &BTreeMap::new()).await.unwrap();
-        let producer = Producer::connect(ProducerConfig { bootstrap: bootstrap.clone(), ..ProducerConfig::default() })
-            .await
-            .unwrap();
-        let mut output = Consumer::connect(ConsumerConfig {
-            bootstrap: bootstrap.clone(),
-            auto_offset_reset: OffsetReset::Earliest,
-            fetch_max_wait: Duration::from_millis(100),
-            ..ConsumerConfig::default()
-        })
-        .await
-        .unwrap();
-        output.assign((0..4).map(|p| ("counts".to_string(), p)));
-        (producer, output)
-    });
-    let mut h = Harness { runtime, producer, output, expected: BTreeMap::new(), seen: BTreeMap::new() };
+    let mut h = Harness::new(&bootstrap, 4);
 
     let a = start_wordcount(&bootstrap, state_a.path());
     h.produce(&lines(1, 300));
@@ -240,26 +247,7 @@ fn an_instance_killed_mid_stream_loses_no_word() {
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let (_broker, bootstrap) = start_broker(data.path());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (producer, output) = runtime.block_on(async {
-        let admin = Admin::connect(&bootstrap).await.unwrap();
-        admin.create_topic("lines", 2, &BTreeMap::new()).await.unwrap();
-        admin.create_topic("counts", 2, &BTreeMap::new()).await.unwrap();
-        let producer = Producer::connect(ProducerConfig { bootstrap: bootstrap.clone(), ..ProducerConfig::default() })
-            .await
-            .unwrap();
-        let mut output = Consumer::connect(ConsumerConfig {
-            bootstrap: bootstrap.clone(),
-            auto_offset_reset: OffsetReset::Earliest,
-            fetch_max_wait: Duration::from_millis(100),
-            ..ConsumerConfig::default()
-        })
-        .await
-        .unwrap();
-        output.assign((0..2).map(|p| ("counts".to_string(), p)));
-        (producer, output)
-    });
-    let mut h = Harness { runtime, producer, output, expected: BTreeMap::new(), seen: BTreeMap::new() };
+    let mut h = Harness::new(&bootstrap, 2);
     let a = start_wordcount(&bootstrap, state.path());
     h.produce(&lines(11, 300));
     h.wait_exact("before the crash");

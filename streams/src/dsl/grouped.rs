@@ -5,14 +5,15 @@ use std::sync::Arc;
 use super::builder::Decl;
 use super::options::{Grouped, Materialized};
 use super::{Data, KStream, KTable};
-use crate::processor::Punctuate;
 use crate::processor::aggregate::{AggFn, AggregateNode, InitFn};
 use crate::processor::session::SessionAggregateNode;
 use crate::processor::sliding::SlidingAggregateNode;
 use crate::processor::table::store_getter;
 use crate::processor::window::WindowAggregateNode;
+use crate::processor::{Instantiation, Node, Restorable};
 use crate::record::Change;
 use crate::serde::{I64, Serde};
+use crate::topology::NodeId;
 use crate::window::{EmitStrategy, SessionWindows, SlidingWindows, TimeWindows, Windowed};
 
 /// A stream grouped by key, ready to aggregate.
@@ -171,44 +172,44 @@ fn materialized_value<K, V>(grouped: &Grouped<K, V>) -> Option<Arc<dyn Serde<V>>
     Some(Arc::clone(&grouped.value_serde))
 }
 
-/// What every windowed aggregation needs from its grouping: the input (repartitioned if
-/// needed), the store, serdes.
+/// What a windowed aggregation's node needs in each task: its store and serdes.
 struct WindowedInput<K, V, VR> {
-    input: KStream<K, V>,
     store: String,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
     agg_serde: Arc<dyn Serde<VR>>,
 }
 
-fn windowed_input<K: Data, V: Data, VR: Data>(
+/// Adds a windowed aggregation: its input (through a repartition topic if the key was
+/// changed), its store, and the node `make` builds in each task.
+fn windowed_aggregate<K: Data, V: Data, VR: Data, N: Node<K, V> + Restorable + 'static>(
     grouped: &KGroupedStream<K, V>,
     materialized: &Materialized<VR>,
-    prefix: &str,
-) -> Option<WindowedInput<K, V, VR>> {
-    let builder = &grouped.stream.builder;
-    let store = builder.store_name(materialized, prefix);
+    node_prefix: &'static str,
+    make: impl Fn(&mut Instantiation<'_>, NodeId, &WindowedInput<K, V, VR>) -> N + Send + Sync + 'static,
+) -> KTable<Windowed<K>, VR> {
+    let builder = grouped.stream.builder.clone();
+    let store = builder.store_name(materialized, "KSTREAM-AGGREGATE-STATE-STORE");
     let input = grouped.input(&store);
     builder.add_store(&store, materialized);
     let Some(agg_serde) = materialized.value_serde.clone() else {
         builder.fail("a windowed aggregate needs Materialized::with_value_serde for its result".into());
-        return None;
+        return KTable::new(builder, input.node, None, None, None, Vec::new());
     };
-    Some(WindowedInput {
-        input,
-        store,
+    let w = WindowedInput {
+        store: store.clone(),
         key_serde: Arc::clone(&grouped.grouped.key_serde),
         value_serde: Arc::clone(&grouped.grouped.value_serde),
         agg_serde,
-    })
-}
-
-fn windowed_table<K: Data, VR: Data>(
-    grouped_stream: &KStream<impl Data, impl Data>,
-    id: usize,
-    store: String,
-) -> KTable<Windowed<K>, VR> {
-    KTable::new(grouped_stream.builder.clone(), id, None, None, None, vec![store])
+    };
+    let id = builder.add(
+        Decl::new(node_prefix, vec![input.node]).stores(vec![store.clone()]),
+        Arc::new(move |inst, id| {
+            let node = make(inst, id, &w);
+            inst.register_timed::<K, V, _>(id, node);
+        }),
+    );
+    KTable::new(builder, id, None, None, None, vec![store])
 }
 
 /// A grouped stream in tumbling or hopping windows.
@@ -267,38 +268,24 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         aggregator: impl Fn(&K, V, VR) -> VR + Send + Sync + 'static,
         materialized: Materialized<VR>,
     ) -> KTable<Windowed<K>, VR> {
-        let builder = self.grouped.stream.builder.clone();
-        let Some(w) = windowed_input(&self.grouped, &materialized, "KSTREAM-AGGREGATE-STATE-STORE") else {
-            return KTable::new(builder, self.grouped.stream.node, None, None, None, Vec::new());
-        };
         let (windows, emit) = (self.windows, self.emit);
         let (init, agg): (InitFn<VR>, AggFn<K, V, VR>) = (Arc::new(init), Arc::new(aggregator));
-        let (ks, vs, s) = (Arc::clone(&w.key_serde), Arc::clone(&w.agg_serde), w.store.clone());
-        let id = builder.add(
-            Decl::new("KSTREAM-WINDOWAGGREGATE", vec![w.input.node]).stores(vec![w.store.clone()]),
-            Arc::new(move |inst, id| {
-                let node = WindowAggregateNode {
-                    store: inst.store(&s),
-                    windows,
-                    emit,
-                    key_serde: Arc::clone(&ks),
-                    agg_serde: Arc::clone(&vs),
-                    init: Arc::clone(&init),
-                    agg: Arc::clone(&agg),
-                    down: inst.downstream::<Windowed<K>, Change<VR>>(id),
-                    open: Default::default(),
-                    key_buf: Vec::new(),
-                    store_key_buf: Vec::new(),
-                    saved_time: i64::MIN,
-                };
-                let node = inst.register_node::<K, V, _>(id, node);
-                let restored = node.borrow_mut().index_store();
-                inst.restored(restored);
-                let punctuate: std::rc::Rc<std::cell::RefCell<dyn Punctuate>> = node;
-                inst.punctuators.push(punctuate);
-            }),
-        );
-        windowed_table(&w.input, id, w.store)
+        windowed_aggregate(&self.grouped, &materialized, "KSTREAM-WINDOWAGGREGATE", move |inst, id, w| {
+            WindowAggregateNode {
+                store: inst.store(&w.store),
+                windows,
+                emit,
+                key_serde: Arc::clone(&w.key_serde),
+                agg_serde: Arc::clone(&w.agg_serde),
+                init: Arc::clone(&init),
+                agg: Arc::clone(&agg),
+                down: inst.downstream(id),
+                open: Default::default(),
+                key_buf: Vec::new(),
+                store_key_buf: Vec::new(),
+                saved_time: i64::MIN,
+            }
+        })
     }
 }
 
@@ -334,37 +321,23 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         aggregator: impl Fn(&K, V, VR) -> VR + Send + Sync + 'static,
         materialized: Materialized<VR>,
     ) -> KTable<Windowed<K>, VR> {
-        let builder = self.grouped.stream.builder.clone();
-        let Some(w) = windowed_input(&self.grouped, &materialized, "KSTREAM-AGGREGATE-STATE-STORE") else {
-            return KTable::new(builder, self.grouped.stream.node, None, None, None, Vec::new());
-        };
         let (windows, emit) = (self.windows, self.emit);
         let (init, agg): (InitFn<VR>, AggFn<K, V, VR>) = (Arc::new(init), Arc::new(aggregator));
-        let (ks, vs, s) = (Arc::clone(&w.key_serde), Arc::clone(&w.value_serde), w.store.clone());
-        let id = builder.add(
-            Decl::new("KSTREAM-SLIDINGWINDOWAGGREGATE", vec![w.input.node]).stores(vec![w.store.clone()]),
-            Arc::new(move |inst, id| {
-                let node = SlidingAggregateNode {
-                    store: inst.store(&s),
-                    windows,
-                    emit,
-                    key_serde: Arc::clone(&ks),
-                    value_serde: Arc::clone(&vs),
-                    init: Arc::clone(&init),
-                    agg: Arc::clone(&agg),
-                    down: inst.downstream::<Windowed<K>, Change<VR>>(id),
-                    index: Default::default(),
-                    emitted_through: i64::MIN,
-                    saved_time: i64::MIN,
-                };
-                let node = inst.register_node::<K, V, _>(id, node);
-                let restored = node.borrow_mut().index_store();
-                inst.restored(restored);
-                let punctuate: std::rc::Rc<std::cell::RefCell<dyn Punctuate>> = node;
-                inst.punctuators.push(punctuate);
-            }),
-        );
-        windowed_table(&w.input, id, w.store)
+        windowed_aggregate(&self.grouped, &materialized, "KSTREAM-SLIDINGWINDOWAGGREGATE", move |inst, id, w| {
+            SlidingAggregateNode {
+                store: inst.store(&w.store),
+                windows,
+                emit,
+                key_serde: Arc::clone(&w.key_serde),
+                value_serde: Arc::clone(&w.value_serde),
+                init: Arc::clone(&init),
+                agg: Arc::clone(&agg),
+                down: inst.downstream(id),
+                index: Default::default(),
+                emitted_through: i64::MIN,
+                saved_time: i64::MIN,
+            }
+        })
     }
 }
 
@@ -401,38 +374,24 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         merger: impl Fn(&K, VR, VR) -> VR + Send + Sync + 'static,
         materialized: Materialized<VR>,
     ) -> KTable<Windowed<K>, VR> {
-        let builder = self.grouped.stream.builder.clone();
-        let Some(w) = windowed_input(&self.grouped, &materialized, "KSTREAM-AGGREGATE-STATE-STORE") else {
-            return KTable::new(builder, self.grouped.stream.node, None, None, None, Vec::new());
-        };
         let (windows, emit) = (self.windows, self.emit);
         let (init, agg): (InitFn<VR>, AggFn<K, V, VR>) = (Arc::new(init), Arc::new(aggregator));
         let merger: crate::processor::session::MergeFn<K, VR> = Arc::new(merger);
-        let (ks, vs, s) = (Arc::clone(&w.key_serde), Arc::clone(&w.agg_serde), w.store.clone());
-        let id = builder.add(
-            Decl::new("KSTREAM-SESSIONWINDOWAGGREGATE", vec![w.input.node]).stores(vec![w.store.clone()]),
-            Arc::new(move |inst, id| {
-                let node = SessionAggregateNode {
-                    store: inst.store(&s),
-                    windows,
-                    emit,
-                    key_serde: Arc::clone(&ks),
-                    agg_serde: Arc::clone(&vs),
-                    init: Arc::clone(&init),
-                    agg: Arc::clone(&agg),
-                    merger: Arc::clone(&merger),
-                    down: inst.downstream::<Windowed<K>, Change<VR>>(id),
-                    index: Default::default(),
-                    key_buf: Vec::new(),
-                    saved_time: i64::MIN,
-                };
-                let node = inst.register_node::<K, V, _>(id, node);
-                let restored = node.borrow_mut().index_store();
-                inst.restored(restored);
-                let punctuate: std::rc::Rc<std::cell::RefCell<dyn Punctuate>> = node;
-                inst.punctuators.push(punctuate);
-            }),
-        );
-        windowed_table(&w.input, id, w.store)
+        windowed_aggregate(&self.grouped, &materialized, "KSTREAM-SESSIONWINDOWAGGREGATE", move |inst, id, w| {
+            SessionAggregateNode {
+                store: inst.store(&w.store),
+                windows,
+                emit,
+                key_serde: Arc::clone(&w.key_serde),
+                agg_serde: Arc::clone(&w.agg_serde),
+                init: Arc::clone(&init),
+                agg: Arc::clone(&agg),
+                merger: Arc::clone(&merger),
+                down: inst.downstream(id),
+                index: Default::default(),
+                key_buf: Vec::new(),
+                saved_time: i64::MIN,
+            }
+        })
     }
 }

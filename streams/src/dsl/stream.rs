@@ -13,7 +13,6 @@ use crate::processor::join::{
 use crate::processor::stateless::{
     BranchNode, FilterNode, FlatMapNode, MapNode, MapValuesNode, PassNode, PeekNode, SinkNode,
 };
-use crate::processor::{Instantiation, Punctuate};
 use crate::serde::Serde;
 use crate::state::StoreKind;
 use crate::topology::{NodeId, TopicRef};
@@ -386,72 +385,75 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
         // Both sides and the merge of their results; each side writes its own buffer and
         // reads the other's.
-        let merge_parents = {
-            let (ks, vs, vs2) =
-                (serdes.key_serde.clone(), serdes.value_serde.clone(), serdes.other_value_serde.clone());
-            let (ts, os, tp, op) =
-                (this_store.clone(), other_store.clone(), this_pending.clone(), other_pending.clone());
-            let joiner_left = Arc::clone(&joiner);
-            let left = self.builder.add(
-                Decl::new("KSTREAM-JOINTHIS", vec![self.node]).stores(stores.clone()),
-                Arc::new(move |inst: &mut Instantiation<'_>, id| {
-                    let node = StreamStreamJoinNode::<K, V, V2, VR> {
-                        side: StreamJoinSide::This,
-                        windows,
-                        key_serde: Arc::clone(&ks),
-                        own_serde: Arc::clone(&vs),
-                        other_serde: Arc::clone(&vs2),
-                        own_store: inst.store(&ts),
-                        other_store: inst.store(&os),
-                        own_pending: outer.0.then(|| inst.store(&tp)),
-                        other_pending: outer.1.then(|| inst.store(&op)),
-                        joiner: Arc::clone(&joiner_left),
-                        down: inst.downstream(id),
-                        index: Default::default(),
-                        saved_time: i64::MIN,
-                    };
-                    let node = inst.register_node::<K, V, _>(id, node);
-                    let restored = node.borrow_mut().index_stores();
-                    inst.restored(restored);
-                    let punctuate: std::rc::Rc<std::cell::RefCell<dyn Punctuate>> = node;
-                    inst.punctuators.push(punctuate);
-                }),
-            );
-            let (ks, vs, vs2) =
-                (serdes.key_serde.clone(), serdes.value_serde.clone(), serdes.other_value_serde.clone());
-            let (this_store, other_store, this_pending, other_pending) =
-                (this_store.clone(), other_store.clone(), this_pending.clone(), other_pending.clone());
-            let joiner_right = Arc::clone(&joiner);
-            let right = self.builder.add(
-                Decl::new("KSTREAM-JOINOTHER", vec![other.node]).stores(stores),
-                Arc::new(move |inst: &mut Instantiation<'_>, id| {
-                    let joiner = Arc::clone(&joiner_right);
-                    let node = StreamStreamJoinNode::<K, V2, V, VR> {
-                        side: StreamJoinSide::Other,
-                        windows,
-                        key_serde: Arc::clone(&ks),
-                        own_serde: Arc::clone(&vs2),
-                        other_serde: Arc::clone(&vs),
-                        own_store: inst.store(&other_store),
-                        other_store: inst.store(&this_store),
-                        own_pending: outer.1.then(|| inst.store(&other_pending)),
-                        other_pending: outer.0.then(|| inst.store(&this_pending)),
-                        joiner: Arc::new(move |own: Option<&V2>, other: Option<&V>| joiner(other, own)),
-                        down: inst.downstream(id),
-                        index: Default::default(),
-                        saved_time: i64::MIN,
-                    };
-                    let node = inst.register_node::<K, V2, _>(id, node);
-                    let restored = node.borrow_mut().index_stores();
-                    inst.restored(restored);
-                    let punctuate: std::rc::Rc<std::cell::RefCell<dyn Punctuate>> = node;
-                    inst.punctuators.push(punctuate);
-                }),
-            );
-            vec![left, right]
+        let this_side = JoinSide::<K, V, V2, VR> {
+            side: StreamJoinSide::This,
+            windows,
+            key_serde: Arc::clone(&serdes.key_serde),
+            own_serde: Arc::clone(&serdes.value_serde),
+            other_serde: Arc::clone(&serdes.other_value_serde),
+            own_store: this_store.clone(),
+            other_store: other_store.clone(),
+            own_pending: outer.0.then(|| this_pending.clone()),
+            other_pending: outer.1.then(|| other_pending.clone()),
+            joiner: Arc::clone(&joiner),
         };
+        let other_side = JoinSide::<K, V2, V, VR> {
+            side: StreamJoinSide::Other,
+            windows,
+            key_serde: Arc::clone(&serdes.key_serde),
+            own_serde: Arc::clone(&serdes.other_value_serde),
+            other_serde: Arc::clone(&serdes.value_serde),
+            own_store: other_store,
+            other_store: this_store,
+            own_pending: outer.1.then_some(other_pending),
+            other_pending: outer.0.then_some(this_pending),
+            joiner: Arc::new(move |own: Option<&V2>, other: Option<&V>| joiner(other, own)),
+        };
+        // Both sides and the merge of their results; each side writes its own buffer and
+        // reads the other's.
+        let merge_parents = vec![
+            self.builder.add(Decl::new("KSTREAM-JOINTHIS", vec![self.node]).stores(stores.clone()), this_side.build()),
+            self.builder.add(Decl::new("KSTREAM-JOINOTHER", vec![other.node]).stores(stores), other_side.build()),
+        ];
         let id = self.builder.add(Decl::new("KSTREAM-MERGE", merge_parents), pass_node::<K, VR>());
         self.derive(id, false)
+    }
+}
+
+/// One side of a stream-stream join, as its factory builds it in each task.
+struct JoinSide<K, V, VO, VR> {
+    side: StreamJoinSide,
+    windows: JoinWindows,
+    key_serde: Arc<dyn Serde<K>>,
+    own_serde: Arc<dyn Serde<V>>,
+    other_serde: Arc<dyn Serde<VO>>,
+    own_store: String,
+    other_store: String,
+    own_pending: Option<String>,
+    other_pending: Option<String>,
+    joiner: StreamJoinFn<V, VO, VR>,
+}
+
+impl<K: Data, V: Data, VO: Data, VR: Data> JoinSide<K, V, VO, VR> {
+    fn build(self) -> crate::topology::BuildFn {
+        Arc::new(move |inst, id| {
+            let node = StreamStreamJoinNode::<K, V, VO, VR> {
+                side: self.side,
+                windows: self.windows,
+                key_serde: Arc::clone(&self.key_serde),
+                own_serde: Arc::clone(&self.own_serde),
+                other_serde: Arc::clone(&self.other_serde),
+                own_store: inst.store(&self.own_store),
+                other_store: inst.store(&self.other_store),
+                own_pending: self.own_pending.as_ref().map(|s| inst.store(s)),
+                other_pending: self.other_pending.as_ref().map(|s| inst.store(s)),
+                joiner: Arc::clone(&self.joiner),
+                down: inst.downstream(id),
+                index: Default::default(),
+                saved_time: i64::MIN,
+            };
+            inst.register_timed::<K, V, _>(id, node);
+        })
     }
 }
 

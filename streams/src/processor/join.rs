@@ -108,22 +108,6 @@ impl<K, V, VO, VR> StreamStreamJoinNode<K, V, VO, VR> {
             StreamJoinSide::Other => (self.windows.before_ms, self.windows.after_ms),
         }
     }
-
-    pub(crate) fn index_stores(&mut self) -> Result<Option<i64>, StreamsError> {
-        for (store_key, _) in self.own_store.borrow().range(&[], None)?.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
-            let t = keys::split_window(&store_key).1;
-            self.index.insert((t, store_key, false));
-        }
-        if let Some(pending) = &self.own_pending {
-            for (store_key, _) in pending.borrow().range(&[], None)? {
-                let t = keys::split_window(&store_key).1;
-                self.index.insert((t, store_key, true));
-            }
-        }
-        let saved = super::saved_stream_time(&self.own_store.borrow())?;
-        self.saved_time = saved.unwrap_or(i64::MIN);
-        Ok(saved)
-    }
 }
 
 impl<K: Clone, V: Clone, VO, VR: Clone> Node<K, V> for StreamStreamJoinNode<K, V, VO, VR> {
@@ -232,5 +216,23 @@ impl<K: Clone, V: Clone, VO, VR: Clone> Punctuate for StreamStreamJoinNode<K, V,
             let joined = (self.joiner)(Some(&own), None);
             self.down.forward(cx, Record::new(key, joined, t));
         }
+    }
+}
+
+impl<K: Clone, V: Clone, VO, VR: Clone> super::Restorable for StreamStreamJoinNode<K, V, VO, VR> {
+    fn index_store(&mut self) -> Result<Option<i64>, StreamsError> {
+        for (store_key, _) in self.own_store.borrow().range(&[], None)?.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
+            let t = keys::split_window(&store_key).1;
+            self.index.insert((t, store_key, false));
+        }
+        if let Some(pending) = &self.own_pending {
+            for (store_key, _) in pending.borrow().range(&[], None)? {
+                let t = keys::split_window(&store_key).1;
+                self.index.insert((t, store_key, true));
+            }
+        }
+        let saved = super::saved_stream_time(&self.own_store.borrow())?;
+        self.saved_time = saved.unwrap_or(i64::MIN);
+        Ok(saved)
     }
 }

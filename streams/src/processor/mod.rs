@@ -54,6 +54,12 @@ pub(crate) trait Punctuate {
     fn save_stream_time(&mut self, _cx: &mut Context) {}
 }
 
+/// A time-driven node with state to index when its task starts (windows, sessions,
+/// join buffers): it returns the stream time saved in its store.
+pub(crate) trait Restorable: Punctuate {
+    fn index_store(&mut self) -> Result<Option<i64>, StreamsError>;
+}
+
 /// The children of a node with output `K`, `V`.
 pub(crate) struct Downstream<K, V> {
     ports: Vec<Port<K, V>>,
@@ -243,7 +249,20 @@ impl<'a> Instantiation<'a> {
         self.error.get_or_insert(error);
     }
 
-    /// Notes what [`Self::index`]ing a node's store found; errors fail the task.
+    /// Registers a time-driven node: its input port, its punctuation, and what its store
+    /// holds (indexed now; the saved stream time noted).
+    pub(crate) fn register_timed<K: 'static, V: 'static, N: Node<K, V> + Restorable + 'static>(
+        &mut self,
+        id: NodeId,
+        node: N,
+    ) {
+        let node = self.register_node::<K, V, N>(id, node);
+        let restored = node.borrow_mut().index_store();
+        self.restored(restored);
+        self.punctuators.push(node);
+    }
+
+    /// Notes what indexing a node's store found; errors fail the task.
     pub(crate) fn restored(&mut self, outcome: Result<Option<i64>, StreamsError>) {
         match outcome {
             Ok(Some(t)) => self.restored_stream_time = self.restored_stream_time.max(t),

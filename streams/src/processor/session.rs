@@ -43,17 +43,6 @@ pub(crate) struct SessionAggregateNode<K, V, VR> {
 }
 
 impl<K, V, VR> SessionAggregateNode<K, V, VR> {
-    pub(crate) fn index_store(&mut self) -> Result<Option<i64>, StreamsError> {
-        let entries = self.store.borrow().range(&[], None)?;
-        for (store_key, _) in entries.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
-            let (_, _, end) = keys::split_session(&store_key);
-            self.index.insert((end, store_key));
-        }
-        let saved = super::saved_stream_time(&self.store.borrow())?;
-        self.saved_time = saved.unwrap_or(i64::MIN);
-        Ok(saved)
-    }
-
     fn is_final(&self, end: i64, stream_time: i64) -> bool {
         end.saturating_add(self.windows.gap_ms).saturating_add(self.windows.grace_ms) < stream_time
     }
@@ -158,5 +147,18 @@ impl<K: Clone, V, VR: Clone> Punctuate for SessionAggregateNode<K, V, VR> {
                 store.put(store_key, None, end);
             }
         }
+    }
+}
+
+impl<K: Clone, V, VR: Clone> super::Restorable for SessionAggregateNode<K, V, VR> {
+    fn index_store(&mut self) -> Result<Option<i64>, StreamsError> {
+        let entries = self.store.borrow().range(&[], None)?;
+        for (store_key, _) in entries.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
+            let (_, _, end) = keys::split_session(&store_key);
+            self.index.insert((end, store_key));
+        }
+        let saved = super::saved_stream_time(&self.store.borrow())?;
+        self.saved_time = saved.unwrap_or(i64::MIN);
+        Ok(saved)
     }
 }

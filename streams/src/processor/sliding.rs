@@ -43,23 +43,6 @@ pub(crate) struct SlidingAggregateNode<K, V, VR> {
     pub(crate) saved_time: i64,
 }
 
-impl<K, V, VR> SlidingAggregateNode<K, V, VR> {
-    pub(crate) fn index_store(&mut self) -> Result<Option<i64>, StreamsError> {
-        let entries = self.store.borrow().range(&[], None)?;
-        for (store_key, _) in entries.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
-            let (_, t) = keys::split_window(&store_key);
-            self.index.insert((t, store_key));
-        }
-        let saved = super::saved_stream_time(&self.store.borrow())?;
-        self.saved_time = saved.unwrap_or(i64::MIN);
-        // Windows that closed before the save were emitted then.
-        if let Some(saved) = saved {
-            self.emitted_through = saved.saturating_sub(self.windows.grace_ms).saturating_sub(1);
-        }
-        Ok(saved)
-    }
-}
-
 impl<K: Clone, V: Clone, VR: Clone> SlidingAggregateNode<K, V, VR> {
     fn fold(&self, key: &K, records: impl Iterator<Item = V>) -> VR {
         records.fold((self.init)(), |acc, v| (self.agg)(key, v, acc))
@@ -218,5 +201,22 @@ impl<K: Clone, V: Clone, VR: Clone> Punctuate for SlidingAggregateNode<K, V, VR>
             let (t, store_key) = self.index.pop_first().expect("a first entry");
             self.store.borrow_mut().put(store_key, None, t);
         }
+    }
+}
+
+impl<K: Clone, V: Clone, VR: Clone> super::Restorable for SlidingAggregateNode<K, V, VR> {
+    fn index_store(&mut self) -> Result<Option<i64>, StreamsError> {
+        let entries = self.store.borrow().range(&[], None)?;
+        for (store_key, _) in entries.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
+            let (_, t) = keys::split_window(&store_key);
+            self.index.insert((t, store_key));
+        }
+        let saved = super::saved_stream_time(&self.store.borrow())?;
+        self.saved_time = saved.unwrap_or(i64::MIN);
+        // Windows that closed before the save were emitted then.
+        if let Some(saved) = saved {
+            self.emitted_through = saved.saturating_sub(self.windows.grace_ms).saturating_sub(1);
+        }
+        Ok(saved)
     }
 }

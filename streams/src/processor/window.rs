@@ -38,19 +38,6 @@ pub(crate) struct WindowAggregateNode<K, V, VR> {
 }
 
 impl<K, V, VR> WindowAggregateNode<K, V, VR> {
-    /// Indexes the windows already in the store (restored from the changelog); returns
-    /// the stream time saved there.
-    pub(crate) fn index_store(&mut self) -> Result<Option<i64>, StreamsError> {
-        let entries = self.store.borrow().range(&[], None)?;
-        for (store_key, _) in entries.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
-            let (_, start) = keys::split_window(&store_key);
-            self.open.insert((start + self.windows.size_ms, store_key));
-        }
-        let saved = super::saved_stream_time(&self.store.borrow())?;
-        self.saved_time = saved.unwrap_or(i64::MIN);
-        Ok(saved)
-    }
-
     fn closed(&self, end: i64, stream_time: i64) -> bool {
         // [start, end): the last timestamp it holds is end - 1.
         end - 1 + self.windows.grace_ms < stream_time
@@ -134,5 +121,20 @@ impl<K: Clone, V, VR: Clone> Punctuate for WindowAggregateNode<K, V, VR> {
                 store.put(store_key, None, end - 1);
             }
         }
+    }
+}
+
+impl<K: Clone, V, VR: Clone> super::Restorable for WindowAggregateNode<K, V, VR> {
+    /// Indexes the windows already in the store (restored from the changelog); returns
+    /// the stream time saved there.
+    fn index_store(&mut self) -> Result<Option<i64>, StreamsError> {
+        let entries = self.store.borrow().range(&[], None)?;
+        for (store_key, _) in entries.into_iter().filter(|(k, _)| !keys::is_meta(k)) {
+            let (_, start) = keys::split_window(&store_key);
+            self.open.insert((start + self.windows.size_ms, store_key));
+        }
+        let saved = super::saved_stream_time(&self.store.borrow())?;
+        self.saved_time = saved.unwrap_or(i64::MIN);
+        Ok(saved)
     }
 }
