@@ -202,7 +202,10 @@ fn partitions_move_between_brokers_change_leaders_and_grow_while_a_producer_runs
         .args(["-b", &bootstrap, "-C", "-t", MOVING, "-p", "3", "-o", "beginning", "-e", "-q"])
         .output()
         .expect("run kcat");
-    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "grown", "the new partition serves its record");
+    // The running producer may find the new partition too (librdkafka refreshes its
+    // metadata on its own schedule), so other records can stand beside ours.
+    let served = String::from_utf8_lossy(&read.stdout);
+    assert!(served.lines().any(|line| line == "grown"), "the new partition serves its record: {:.200}", served);
 
     let output = producer.join().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
