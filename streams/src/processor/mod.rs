@@ -182,6 +182,31 @@ pub(crate) fn save_stream_time(store: &mut Store, saved: &mut i64, stream_time: 
     }
 }
 
+/// Removes a closed window's or session's entry from its store; with `decode` (emit-final),
+/// returns its key and aggregate to write downstream.
+pub(crate) fn take_closed<K, VR>(
+    store: &mut Store,
+    store_key: &Bytes,
+    key_bytes: &[u8],
+    timestamp: i64,
+    decode: Option<(&dyn Serde<K>, &dyn Serde<VR>)>,
+) -> Result<Option<(K, VR)>, StreamsError> {
+    let decoded = match decode {
+        None => None,
+        Some((key_serde, agg_serde)) => match store.get(store_key)? {
+            None => None,
+            Some(value) => {
+                let key = key_serde
+                    .deserialize(Some(&Bytes::copy_from_slice(key_bytes)))
+                    .map_err(|source| StreamsError::StoreSerde { store: store.name.clone(), source })?;
+                Some((key, de_store(agg_serde, &store.name, &value)?))
+            }
+        },
+    };
+    store.put(store_key.clone(), None, timestamp);
+    Ok(decoded)
+}
+
 /// Deserializes a store's bytes, naming the store on failure.
 pub(crate) fn de_store<T>(serde: &dyn Serde<T>, store: &str, bytes: &Bytes) -> Result<T, StreamsError> {
     serde.deserialize(Some(bytes)).map_err(|source| StreamsError::StoreSerde { store: store.to_string(), source })

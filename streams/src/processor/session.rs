@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::aggregate::{AggFn, InitFn};
-use super::{Context, Downstream, Node, Punctuate, de_store, ser};
+use super::{Context, Downstream, Node, Punctuate, de_store, ser, take_closed};
 use crate::error::StreamsError;
 use crate::record::{Change, Record};
 use crate::serde::Serde;
@@ -123,28 +123,15 @@ impl<K: Clone, V, VR: Clone> Punctuate for SessionAggregateNode<K, V, VR> {
                 return;
             }
             let (end, store_key) = self.index.pop_first().expect("a first entry");
-            let mut store = self.store.borrow_mut();
-            if self.emit == EmitStrategy::OnWindowClose {
-                let (key_bytes, start, _) = keys::split_session(&store_key);
-                let decoded = store.get(&store_key).and_then(|value| {
-                    let key = self
-                        .key_serde
-                        .deserialize(Some(&Bytes::copy_from_slice(key_bytes)))
-                        .map_err(|source| StreamsError::StoreSerde { store: store.name.clone(), source })?;
-                    Ok((key, value.map(|b| de_store(&*self.agg_serde, &store.name, &b)).transpose()?))
-                });
-                let (key, value) = match decoded {
-                    Ok(decoded) => decoded,
-                    Err(e) => return cx.fail(e),
-                };
-                store.put(store_key, None, end);
-                drop(store);
-                if let Some(value) = value {
+            let (key_bytes, start, _) = keys::split_session(&store_key);
+            let decode = (self.emit == EmitStrategy::OnWindowClose).then(|| (&*self.key_serde, &*self.agg_serde));
+            match take_closed(&mut self.store.borrow_mut(), &store_key, key_bytes, end, decode) {
+                Ok(Some((key, value))) => {
                     let key = Windowed { key, window: Window { start, end } };
                     self.down.forward(cx, Record::new(key, Change { new: Some(value), old: None }, end));
                 }
-            } else {
-                store.put(store_key, None, end);
+                Ok(None) => {}
+                Err(e) => return cx.fail(e),
             }
         }
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::aggregate::{AggFn, InitFn};
-use super::{Context, Downstream, Node, Punctuate, de_store, ser};
+use super::{Context, Downstream, Node, Punctuate, de_store, ser, take_closed};
 use crate::error::StreamsError;
 use crate::record::{Change, Record};
 use crate::serde::Serde;
@@ -95,30 +95,16 @@ impl<K: Clone, V, VR: Clone> Punctuate for WindowAggregateNode<K, V, VR> {
                 return;
             }
             let (end, store_key) = self.open.pop_first().expect("a first entry");
-            let mut store = self.store.borrow_mut();
-            if self.emit == EmitStrategy::OnWindowClose {
-                let (key_bytes, start) = keys::split_window(&store_key);
-                let decoded = store.get(&store_key).and_then(|value| {
-                    let key = self
-                        .key_serde
-                        .deserialize(Some(&Bytes::copy_from_slice(key_bytes)))
-                        .map_err(|source| StreamsError::StoreSerde { store: store.name.clone(), source })?;
-                    let value = value.map(|b| de_store(&*self.agg_serde, &store.name, &b)).transpose()?;
-                    Ok((key, value))
-                });
-                let (key, value) = match decoded {
-                    Ok(decoded) => decoded,
-                    Err(e) => return cx.fail(e),
-                };
-                store.put(store_key, None, end - 1);
-                drop(store);
-                if let Some(value) = value {
+            let (key_bytes, start) = keys::split_window(&store_key);
+            let decode = (self.emit == EmitStrategy::OnWindowClose).then(|| (&*self.key_serde, &*self.agg_serde));
+            match take_closed(&mut self.store.borrow_mut(), &store_key, key_bytes, end - 1, decode) {
+                Ok(Some((key, value))) => {
                     let key = Windowed { key, window: Window { start, end } };
                     let change = Change { new: Some(value), old: None };
                     self.down.forward(cx, Record { key, value: change, timestamp: end - 1, headers: Vec::new() });
                 }
-            } else {
-                store.put(store_key, None, end - 1);
+                Ok(None) => {}
+                Err(e) => return cx.fail(e),
             }
         }
     }
