@@ -92,6 +92,16 @@ pub struct ServerConfig {
     pub leader_imbalance_per_broker_percentage: u32,
     /// Defaults for every topic's config, with Kafka's names (`retention.ms`, ...).
     pub topic_defaults: BTreeMap<String, String>,
+    /// Where tiered segments go: `s3://bucket/prefix`, `file:///abs/dir`, or an absolute
+    /// path. Defaults to `<data_dir>/tier` on local disk.
+    pub tier_url: Option<String>,
+    /// `remote.log.manager.task.interval.ms`: how often closed segments are looked for,
+    /// uploaded and remote retention applied.
+    #[serde(rename = "remote.log.manager.task.interval.ms")]
+    pub remote_log_manager_task_interval_ms: u64,
+    /// `remote.fetch.cache.bytes`: memory for rebuilt remote row groups (remote reads).
+    #[serde(rename = "remote.fetch.cache.bytes")]
+    pub remote_fetch_cache_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +126,9 @@ impl Default for ServerConfig {
             leader_imbalance_check_interval_seconds: 300,
             leader_imbalance_per_broker_percentage: 10,
             topic_defaults: BTreeMap::new(),
+            tier_url: None,
+            remote_log_manager_task_interval_ms: 10_000,
+            remote_fetch_cache_bytes: 64 << 20,
         }
     }
 }
@@ -168,10 +181,29 @@ impl ServerConfig {
         if self.replica_lag_time_max_ms == 0 {
             return Err(ConfigError::Invalid { name: "replica.lag.time.max.ms", reason: "must be at least 1".into() });
         }
+        if self.remote_log_manager_task_interval_ms == 0 {
+            return Err(ConfigError::Invalid {
+                name: "remote.log.manager.task.interval.ms",
+                reason: "must be at least 1".into(),
+            });
+        }
         if self.voters.is_some() {
             self.cluster()?;
         }
         Ok(())
+    }
+
+    /// The tier's object store URL: `tier_url`, or `<data_dir>/tier` as an absolute path.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the data dir has no absolute form.
+    pub fn tier_url(&self) -> Result<String, ConfigError> {
+        if let Some(url) = &self.tier_url {
+            return Ok(url.clone());
+        }
+        let dir = std::path::absolute(self.data_dir.join("tier"))
+            .map_err(|error| ConfigError::Invalid { name: "data_dir", reason: error.to_string() })?;
+        Ok(dir.display().to_string())
     }
 
     /// The quorum voters by node id, parsed from `voters`; empty without it.

@@ -4,11 +4,14 @@
 //!   bytes from a producer ──> record (parse, CRC) ──> log::Log::append ──> segment files
 //!   fetch ──> log::Log::read ──> whole batches, as stored
 //!   log::LogManager: every topic-partition under one data dir, one group-commit flusher
+//!
+//!   tier: closed segments -> Parquet in an object store; fetches below the local start
 //! ```
 //!
-//! What exists today: [`record`] (RecordBatch v2 codec) and [`log`] (segments, indexes,
-//! retention, compaction, group-commit durability, crash recovery, the log manager).
-//! The broker, cluster, tiering and SQL modules arrive with their issues.
+//! [`record`] is the RecordBatch v2 codec; [`log`] the local log (segments, indexes,
+//! retention, compaction, group-commit durability, crash recovery); [`broker`] and
+//! [`protocol`] the Kafka server; [`cluster`] and [`partition`] replication; [`group`]
+//! consumer groups; [`tier`] tiered storage; [`client`] the Rust clients.
 
 pub mod alloc;
 pub mod bench;
@@ -22,3 +25,4 @@ pub mod metrics;
 pub mod partition;
 pub mod protocol;
 pub mod record;
+pub mod tier;

@@ -12,6 +12,11 @@
 //! | `headwater_request_duration_seconds` | histogram | api |
 //! | `headwater_connections` | gauge | |
 //! | `headwater_consumer_group_lag` | gauge | group, topic, partition |
+//! | `headwater_tier_uploaded_bytes_total` | counter | topic |
+//! | `headwater_tier_uploaded_segments_total` | counter | topic |
+//! | `headwater_tier_upload_failures_total` | counter | topic |
+//! | `headwater_tier_deleted_files_total` | counter | topic |
+//! | `headwater_tier_read_bytes_total` | counter | topic |
 
 use std::net::SocketAddr;
 
@@ -24,6 +29,11 @@ pub const RECORDS_OUT: &str = "headwater_records_out_total";
 pub const REQUEST_DURATION: &str = "headwater_request_duration_seconds";
 pub const CONNECTIONS: &str = "headwater_connections";
 pub const CONSUMER_LAG: &str = "headwater_consumer_group_lag";
+pub const TIER_UPLOADED_BYTES: &str = "headwater_tier_uploaded_bytes_total";
+pub const TIER_UPLOADED_SEGMENTS: &str = "headwater_tier_uploaded_segments_total";
+pub const TIER_UPLOAD_FAILURES: &str = "headwater_tier_upload_failures_total";
+pub const TIER_DELETED_FILES: &str = "headwater_tier_deleted_files_total";
+pub const TIER_READ_BYTES: &str = "headwater_tier_read_bytes_total";
 
 /// Request latency buckets: 50 µs to 10 s. Produce with acks=all is an fsync (~0.2 ms
 /// here); fetch long-polls up to its max wait, typically 0.1-0.5 s.

@@ -18,6 +18,7 @@ use headwater_core::log::{LogManager, LogManagerOptions};
 use headwater_core::partition::ReplicaManager;
 use headwater_core::protocol::Server;
 use headwater_core::record::{BatchIter, RecordBatch};
+use headwater_core::tier::{Leadership, TierManager, TierOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,6 +99,11 @@ struct ServeArgs {
     /// Where this node's controller listener binds [default: its address in --voters].
     #[arg(long)]
     controller_listen: Option<std::net::SocketAddr>,
+    /// Where tiered segments go: s3://bucket/prefix (AWS_* environment variables for
+    /// credentials, AWS_ENDPOINT_URL for S3-compatible servers) or a local folder
+    /// [default: DATA_DIR/tier].
+    #[arg(long)]
+    tier_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -380,6 +386,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.controller_listen {
         config.controller_listen = Some(listen);
     }
+    if let Some(url) = args.tier_url {
+        config.tier_url = Some(url);
+    }
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run_server(config))
@@ -410,6 +419,8 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
         None => Broker::new(Arc::clone(&logs), config.clone())?,
         Some(node) => Broker::clustered(Arc::clone(&logs), config.clone(), Arc::clone(&node.replicas))?,
     };
+    let tier = start_tier(&config, &logs, cluster.as_ref()).await?;
+    let broker = broker.with_tier(Arc::clone(&tier.manager));
     let server = Server::new(listener, Arc::new(broker), config.max_connections, config.socket_request_max_bytes);
     let handle = server.handle();
     // One line on stdout that scripts can wait for.
@@ -422,6 +433,7 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections, finishing requests, flushing logs");
     handle.shutdown();
     running.await?;
+    tier.stop().await;
     if let Some(node) = cluster {
         node.replicas.shutdown();
         node.controller.shutdown().await;
@@ -429,6 +441,58 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || logs.close()).await??;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Tiered storage's background task.
+struct RunningTier {
+    manager: Arc<TierManager>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningTier {
+    /// Stops after the upload in progress, if any, or after 30 s (an upload cut short
+    /// leaves its segment local, to go again at the next start).
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(std::time::Duration::from_secs(30), &mut task).await.is_err() {
+            tracing::warn!("tiering did not stop within 30 s; abandoning the upload in progress");
+            task.abort();
+        }
+    }
+}
+
+/// Opens the tier's object store, reads the manifests, and starts uploading.
+async fn start_tier(
+    config: &ServerConfig,
+    logs: &Arc<LogManager>,
+    cluster: Option<&ClusterNode>,
+) -> anyhow::Result<RunningTier> {
+    let url = config.tier_url()?;
+    let store = headwater_core::tier::store::open(&url).with_context(|| format!("cannot open the tier at {url}"))?;
+    let mut options = TierOptions::new(config.data_dir.join("tier-staging"));
+    options.interval = std::time::Duration::from_millis(config.remote_log_manager_task_interval_ms);
+    options.cache_bytes = config.remote_fetch_cache_bytes;
+    let manager = match cluster {
+        None => TierManager::single_node(store, Arc::clone(logs), options),
+        Some(node) => {
+            let leadership: Arc<dyn Leadership> = node.replicas.clone();
+            TierManager::new(store, Arc::clone(logs), leadership, options)
+        }
+    };
+    // An unreachable store must not keep the broker down: reads of remote history wait
+    // for the first pass that reaches it, and local data stays until then.
+    match tokio::time::timeout(std::time::Duration::from_secs(10), manager.load()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%url, error = %headwater_core::tier::manager::error_chain(&error),
+            "cannot read the tier's manifests yet; retrying in the background"),
+        Err(_) => tracing::warn!(%url, "the tier did not answer within 10 s; retrying in the background"),
+    }
+    tracing::info!(%url, "tiered storage ready");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = manager.start(stopped);
+    Ok(RunningTier { manager, stop, task })
 }
 
 /// The parts of a cluster node beside its Kafka listener.

@@ -1,8 +1,6 @@
 //! DescribeConfigs: every config of a topic (or broker) with its value, source and type,
 //! defaults included, because clients and tools expect the whole set.
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
@@ -50,9 +48,7 @@ pub(super) fn handle(broker: &Broker, request: &DescribeConfigsRequest, version:
                         return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let defaults = &broker.config.topic_defaults;
-                    let mut merged: BTreeMap<String, String> = defaults.clone();
-                    merged.extend(topic.config.clone());
-                    let effective = LogConfig::from_overrides(&merged).unwrap_or_default();
+                    let effective = LogConfig::merged(defaults, &topic.config).unwrap_or_default();
                     LOG_CONFIG_NAMES
                         .iter()
                         .filter(|name| wanted(name))

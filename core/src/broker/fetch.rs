@@ -17,7 +17,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::sync::watch;
 
 use super::{Broker, error_code, since};
-use crate::log::Log;
+use crate::log::{Log, LogError};
 use crate::partition::{ReplicaManager, ReplicaStatus};
 
 pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
@@ -26,14 +26,56 @@ pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
     loop {
         // Subscribe before reading, so an append between the read and the wait wakes us.
         let mut watches = subscribe(broker, &request);
-        let (response, bytes, had_error) = read_once(broker, &request, version);
+        let (mut response, bytes, had_error, remote) = read_once(broker, &request, version);
+        if !remote.is_empty() {
+            // Remote history is there for the taking: answer now, with it.
+            read_remote(broker, &mut response, remote).await;
+            return counted(response);
+        }
         let now = Instant::now();
         if bytes >= min_bytes.max(1) || had_error || now >= deadline || watches.is_empty() {
             return counted(response);
         }
         let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout(deadline - now, changed).await.is_err() {
-            return counted(read_once(broker, &request, version).0);
+            let (mut response, _, _, remote) = read_once(broker, &request, version);
+            read_remote(broker, &mut response, remote).await;
+            return counted(response);
+        }
+    }
+}
+
+/// A consumer's fetch below the local log start, to be answered from remote storage.
+struct RemoteRead {
+    topic: usize,
+    partition: usize,
+    fetch_offset: i64,
+    max_bytes: usize,
+    log: Arc<Log>,
+    high_watermark: Option<i64>,
+}
+
+/// Fills in the partitions that read below their local start: from remote storage, or,
+/// where remote storage has nothing at or past the offset, from the local start (the
+/// consumer skips the gap, as it does past compacted offsets).
+async fn read_remote(broker: &Broker, response: &mut FetchResponse, remote: Vec<RemoteRead>) {
+    let Some(tier) = &broker.tier else { return };
+    for read in remote {
+        let topic = &mut response.responses[read.topic];
+        let tp =
+            crate::log::TopicPartition::new(topic.topic.to_string(), topic.partitions[read.partition].partition_index);
+        let data = &mut topic.partitions[read.partition];
+        match tier.read(&tp, read.fetch_offset, read.max_bytes).await {
+            Ok(Some(records)) => data.records = Some(records),
+            Ok(None) => match read.log.read(read.log.log_start(), read.high_watermark, read.max_bytes) {
+                Ok(local) => data.records = Some(local.records),
+                Err(error) => data.error_code = error_code(&error),
+            },
+            Err(error) => {
+                tracing::warn!(partition = %tp, offset = read.fetch_offset,
+                    error = %crate::tier::manager::error_chain(&error), "remote read failed");
+                data.error_code = ResponseError::KafkaStorageError.code();
+            }
         }
     }
 }
@@ -95,9 +137,12 @@ fn counted(response: FetchResponse) -> FetchResponse {
     response
 }
 
-/// One pass over the requested partitions: the response, its record bytes, and whether
-/// any partition answered with an error (which returns at once, as Kafka does).
-fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+/// One pass over the requested partitions: the response, its record bytes, whether any
+/// partition answered with an error (which returns at once, as Kafka does), and the
+/// partitions to read from remote storage.
+fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool, Vec<RemoteRead>) {
+    let mut remote = Vec::new();
+    let consumer = request.replica_id.0 < 0;
     let mut remaining = request.max_bytes.max(0) as usize;
     let mut total = 0usize;
     let mut had_error = false;
@@ -128,10 +173,32 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
             } else {
                 log.read(wanted.fetch_offset, high_watermark.filter(|_| request.replica_id.0 < 0), limit).map(Some)
             };
+            // A consumer below the local start reads remote history, if there is some
+            // (a follower starts again at the leader's local start instead, as in KIP-405).
+            let result = match result {
+                Err(LogError::OffsetOutOfRange { offset, log_start, log_end })
+                    if consumer
+                        && offset < log_start
+                        && broker.log_start(&name, wanted.partition, log_start) <= offset =>
+                {
+                    remote.push(RemoteRead {
+                        topic: topics.len(),
+                        partition: partitions.len(),
+                        fetch_offset: offset,
+                        max_bytes: limit.max(1),
+                        log: Arc::clone(&log),
+                        high_watermark,
+                    });
+                    Ok(Some(crate::log::ReadResult { records: Bytes::new(), log_start, log_end }))
+                }
+                other => other,
+            };
             match result {
                 Ok(read) => {
                     let (log_start, log_end) =
                         read.as_ref().map_or((log.log_start(), log.log_end()), |r| (r.log_start, r.log_end));
+                    let log_start =
+                        if consumer { broker.log_start(&name, wanted.partition, log_start) } else { log_start };
                     let high_watermark = high_watermark.unwrap_or(log_end);
                     data = data
                         .with_high_watermark(high_watermark)
@@ -151,10 +218,13 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                 }
                 Err(error) => {
                     had_error = true;
+                    let log_start = log.log_start();
+                    let log_start =
+                        if consumer { broker.log_start(&name, wanted.partition, log_start) } else { log_start };
                     data = data
                         .with_error_code(error_code(&error))
                         .with_high_watermark(high_watermark.unwrap_or_else(|| log.log_end()))
-                        .with_log_start_offset(since(version, 5, log.log_start(), -1));
+                        .with_log_start_offset(since(version, 5, log_start, -1));
                 }
             }
             partitions.push(data);
@@ -166,7 +236,7 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                 .with_partitions(partitions),
         );
     }
-    (FetchResponse::default().with_responses(topics), total, had_error)
+    (FetchResponse::default().with_responses(topics), total, had_error, remote)
 }
 
 /// A cluster's partition for a fetch: its log and the high watermark, after the checks a

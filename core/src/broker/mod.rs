@@ -47,6 +47,7 @@ use crate::config::ServerConfig;
 use crate::group::GroupCoordinator;
 use crate::log::{Clock, LogError, LogManager, SystemClock};
 use crate::partition::ReplicaManager;
+use crate::tier::TierManager;
 
 /// A response ready to encode: its body, the version to encode it at, and the
 /// correlation id of the request it answers.
@@ -109,6 +110,8 @@ pub struct Broker {
     /// In a cluster: this broker's replicas and the controller. `None` on a single node,
     /// where every partition is led here and the log end is the high watermark.
     cluster: Option<Arc<ReplicaManager>>,
+    /// Tiered storage: remote history below each partition's local start.
+    tier: Option<Arc<TierManager>>,
 }
 
 impl Broker {
@@ -149,7 +152,21 @@ impl Broker {
             None => format!("headwater-{}", config.node_id),
             Some(_) => "headwater-cluster".to_string(),
         };
-        Ok(Self { logs, config, advertised, cluster_id, producer_ids, groups, clock, cluster })
+        Ok(Self { logs, config, advertised, cluster_id, producer_ids, groups, clock, cluster, tier: None })
+    }
+
+    /// Serves remote history from `tier` below each partition's local log start.
+    pub fn with_tier(mut self, tier: Arc<TierManager>) -> Self {
+        self.tier = Some(tier);
+        self
+    }
+
+    /// A partition's true log start: remote history included.
+    fn log_start(&self, topic: &str, partition: i32, local_start: i64) -> i64 {
+        match &self.tier {
+            Some(tier) => tier.log_start(&crate::log::TopicPartition::new(topic, partition), local_start),
+            None => local_start,
+        }
     }
 
     pub fn logs(&self) -> &Arc<LogManager> {
@@ -190,7 +207,7 @@ impl Broker {
             }
             RequestKind::Fetch(r) => (ApiKey::Fetch, ResponseKind::Fetch(fetch::handle(self, r, version).await)),
             RequestKind::ListOffsets(r) => {
-                (ApiKey::ListOffsets, ResponseKind::ListOffsets(list_offsets::handle(self, r, version)))
+                (ApiKey::ListOffsets, ResponseKind::ListOffsets(list_offsets::handle(self, r, version).await))
             }
             RequestKind::CreateTopics(r) => {
                 (ApiKey::CreateTopics, ResponseKind::CreateTopics(create_topics::handle(self, r, version).await))
@@ -242,7 +259,7 @@ impl Broker {
                 (ApiKey::CreatePartitions, ResponseKind::CreatePartitions(create_partitions::handle(self, &r).await))
             }
             RequestKind::DeleteRecords(r) => {
-                (ApiKey::DeleteRecords, ResponseKind::DeleteRecords(delete_records::handle(self, &r)))
+                (ApiKey::DeleteRecords, ResponseKind::DeleteRecords(delete_records::handle(self, &r).await))
             }
             RequestKind::OffsetForLeaderEpoch(r) => (
                 ApiKey::OffsetForLeaderEpoch,

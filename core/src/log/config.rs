@@ -12,6 +12,20 @@ pub struct CleanupPolicy {
     pub compact: bool,
 }
 
+/// How a topic's record values are encoded, for tiering's typed columns and SQL
+/// (`value.format`, not a Kafka name: Kafka leaves values opaque to the broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValueFormat {
+    /// Opaque bytes: tiered files and SQL carry only the `value` column.
+    #[default]
+    Bytes,
+    /// JSON objects: their top-level fields also become typed columns.
+    Json,
+}
+
+/// A retention limit that is "the same as the total" when unset (KIP-405's -2).
+pub const LOCAL_RETENTION_SAME_AS_TOTAL: i64 = -2;
+
 /// One topic's log settings. Every field is a Kafka topic config of the same name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
@@ -52,6 +66,17 @@ pub struct LogConfig {
     /// in-sync one is left, at the price of losing what only the ISR had. Read by the
     /// controller from the topic's overrides; kept here so it validates and describes.
     pub unclean_leader_election: bool,
+    /// `remote.storage.enable` (KIP-405): closed segments are copied to object storage as
+    /// Parquet and may then leave local disk. Not allowed on compacted topics, as in Kafka.
+    pub remote_storage_enable: bool,
+    /// `local.retention.ms`: with remote storage, how long an uploaded segment stays on
+    /// local disk; -2 means `retention.ms`, -1 forever.
+    pub local_retention_ms: i64,
+    /// `local.retention.bytes`: with remote storage, how much uploaded data stays on local
+    /// disk; -2 means `retention.bytes`, -1 unbounded.
+    pub local_retention_bytes: i64,
+    /// `value.format`: `bytes` (opaque) or `json` (typed columns in tiered files and SQL).
+    pub value_format: ValueFormat,
 }
 
 impl Default for LogConfig {
@@ -72,6 +97,10 @@ impl Default for LogConfig {
             flush_ms: i64::MAX,
             min_insync_replicas: 1,
             unclean_leader_election: false,
+            remote_storage_enable: false,
+            local_retention_ms: LOCAL_RETENTION_SAME_AS_TOTAL,
+            local_retention_bytes: LOCAL_RETENTION_SAME_AS_TOTAL,
+            value_format: ValueFormat::Bytes,
         }
     }
 }
@@ -83,16 +112,20 @@ pub const LOG_CONFIG_NAMES: &[&str] = &[
     "flush.messages",
     "flush.ms",
     "index.interval.bytes",
+    "local.retention.bytes",
+    "local.retention.ms",
     "max.message.bytes",
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
     "min.insync.replicas",
+    "remote.storage.enable",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
     "segment.index.bytes",
     "segment.ms",
     "unclean.leader.election.enable",
+    "value.format",
 ];
 
 impl LogConfig {
@@ -105,7 +138,78 @@ impl LogConfig {
         for (name, value) in overrides {
             config.set(name, value)?;
         }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// A topic's effective config: broker-wide `defaults` under the topic's `overrides`.
+    /// A broker-wide `remote.storage.enable` skips compacted topics (their internal ones
+    /// among them), which keep working locally; a topic's own setting is checked as given.
+    ///
+    /// # Errors
+    /// As [`Self::from_overrides`].
+    pub fn merged(defaults: &BTreeMap<String, String>, overrides: &BTreeMap<String, String>) -> Result<Self, LogError> {
+        let mut merged = defaults.clone();
+        merged.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if !overrides.contains_key("remote.storage.enable")
+            && merged.get("cleanup.policy").is_some_and(|p| p.contains("compact"))
+        {
+            merged.remove("remote.storage.enable");
+        }
+        Self::from_overrides(&merged)
+    }
+
+    /// The checks that involve more than one config.
+    ///
+    /// # Errors
+    /// [`LogError::InvalidConfig`] naming the config that conflicts.
+    pub fn validate(&self) -> Result<(), LogError> {
+        let invalid = |name: &str, value: String, reason: &str| {
+            Err(LogError::InvalidConfig { name: name.to_string(), value, reason: reason.to_string() })
+        };
+        // Kafka refuses tiering for compacted topics: compaction rewrites old segments,
+        // which remote storage keeps as they were uploaded.
+        if self.remote_storage_enable && self.cleanup_policy.compact {
+            return invalid(
+                "remote.storage.enable",
+                "true".into(),
+                "remote storage is not supported for topics with cleanup.policy=compact",
+            );
+        }
+        let limit = |local: i64, total: i64| local < 0 || total < 0 || local <= total;
+        if !limit(self.local_retention_ms, self.retention_ms) {
+            return invalid(
+                "local.retention.ms",
+                self.local_retention_ms.to_string(),
+                "must not be larger than retention.ms",
+            );
+        }
+        if !limit(self.local_retention_bytes, self.retention_bytes) {
+            return invalid(
+                "local.retention.bytes",
+                self.local_retention_bytes.to_string(),
+                "must not be larger than retention.bytes",
+            );
+        }
+        Ok(())
+    }
+
+    /// `local.retention.ms` with -2 resolved to `retention.ms`.
+    pub fn effective_local_retention_ms(&self) -> i64 {
+        if self.local_retention_ms == LOCAL_RETENTION_SAME_AS_TOTAL {
+            self.retention_ms
+        } else {
+            self.local_retention_ms
+        }
+    }
+
+    /// `local.retention.bytes` with -2 resolved to `retention.bytes`.
+    pub fn effective_local_retention_bytes(&self) -> i64 {
+        if self.local_retention_bytes == LOCAL_RETENTION_SAME_AS_TOTAL {
+            self.retention_bytes
+        } else {
+            self.local_retention_bytes
+        }
     }
 
     /// Sets one config by its Kafka name.
@@ -125,6 +229,11 @@ impl LogConfig {
             }
             Ok(parsed)
         };
+        let boolean = || match value.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(invalid("must be true or false")),
+        };
         match name {
             // A segment must hold at least one batch header, and its positions fit in 31 bits
             // (the offset index stores them as u32; Kafka caps at i32::MAX too).
@@ -140,11 +249,15 @@ impl LogConfig {
             "flush.messages" => self.flush_messages = int(1, i64::MAX)?,
             "flush.ms" => self.flush_ms = int(0, i64::MAX)?,
             "min.insync.replicas" => self.min_insync_replicas = int(1, i32::MAX as i64)? as u32,
-            "unclean.leader.election.enable" => {
-                self.unclean_leader_election = match value.trim().to_ascii_lowercase().as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(invalid("must be true or false")),
+            "unclean.leader.election.enable" => self.unclean_leader_election = boolean()?,
+            "remote.storage.enable" => self.remote_storage_enable = boolean()?,
+            "local.retention.ms" => self.local_retention_ms = int(-2, i64::MAX)?,
+            "local.retention.bytes" => self.local_retention_bytes = int(-2, i64::MAX)?,
+            "value.format" => {
+                self.value_format = match value.trim().to_ascii_lowercase().as_str() {
+                    "bytes" => ValueFormat::Bytes,
+                    "json" => ValueFormat::Json,
+                    _ => return Err(invalid("must be bytes or json")),
                 }
             }
             "min.cleanable.dirty.ratio" => {
@@ -187,6 +300,13 @@ impl LogConfig {
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "unclean.leader.election.enable" => self.unclean_leader_election.to_string(),
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
+            "remote.storage.enable" => self.remote_storage_enable.to_string(),
+            "local.retention.ms" => self.local_retention_ms.to_string(),
+            "local.retention.bytes" => self.local_retention_bytes.to_string(),
+            "value.format" => match self.value_format {
+                ValueFormat::Bytes => "bytes".to_string(),
+                ValueFormat::Json => "json".to_string(),
+            },
             "cleanup.policy" => match (self.cleanup_policy.compact, self.cleanup_policy.delete) {
                 (true, true) => "compact,delete".to_string(),
                 (true, false) => "compact".to_string(),
@@ -222,5 +342,23 @@ mod tests {
         assert!(config.set("no.such.config", "1").is_err());
         config.set("cleanup.policy", "compact, delete").unwrap();
         assert_eq!(config.cleanup_policy, CleanupPolicy { delete: true, compact: true });
+    }
+
+    #[test]
+    fn tiering_configs_are_checked_together() {
+        let overrides = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let compacted = overrides(&[("remote.storage.enable", "true"), ("cleanup.policy", "compact")]);
+        let error = LogConfig::from_overrides(&compacted).unwrap_err().to_string();
+        assert!(error.contains("remote.storage.enable") && error.contains("compact"), "{error}");
+        let longer = overrides(&[("retention.ms", "1000"), ("local.retention.ms", "2000")]);
+        assert!(LogConfig::from_overrides(&longer).unwrap_err().to_string().contains("local.retention.ms"));
+        let tiered = overrides(&[("remote.storage.enable", "true"), ("retention.bytes", "100")]);
+        let config = LogConfig::from_overrides(&tiered).unwrap();
+        assert!(config.remote_storage_enable);
+        assert_eq!(config.effective_local_retention_bytes(), 100);
+        assert_eq!(config.effective_local_retention_ms(), config.retention_ms);
+        assert!(LogConfig::from_overrides(&overrides(&[("value.format", "avro")])).is_err());
     }
 }

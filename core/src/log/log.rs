@@ -140,6 +140,10 @@ pub struct Log {
     flush_count: AtomicU64,
     /// When the last flush completed (or the log opened), by the log's clock: `flush.ms`.
     last_flush_ms: AtomicI64,
+    /// With `remote.storage.enable`: every offset below this is in remote storage, so
+    /// local retention may drop segments that end at or below it. Set by the tier; -1
+    /// (nothing known to be uploaded) keeps every segment that total retention keeps.
+    remote_end: AtomicI64,
     context: LogContext,
 }
 
@@ -279,6 +283,7 @@ impl Log {
             flush_requested: AtomicBool::new(false),
             flush_count: AtomicU64::new(0),
             last_flush_ms: AtomicI64::new(context.clock.now_ms()),
+            remote_end: AtomicI64::new(-1),
             context,
         });
         Ok((log, report))
@@ -294,8 +299,23 @@ impl Log {
     pub fn set_config(&self, config: LogConfig) {
         *self.config.write().expect("config lock") = Arc::new(config);
     }
+    /// The first offset on local disk. With remote storage the partition's true start
+    /// may be lower: the tier knows it.
     pub fn log_start(&self) -> i64 {
         self.lock().log_start
+    }
+    /// Tells local retention that every offset below `offset` is safely in remote
+    /// storage (the tier's manifest says so).
+    pub fn set_remote_end(&self, offset: i64) {
+        self.remote_end.fetch_max(offset, Ordering::AcqRel);
+    }
+    /// The offset below which the tier has everything; -1 when nothing is known.
+    pub fn remote_end(&self) -> i64 {
+        self.remote_end.load(Ordering::Acquire)
+    }
+    /// The sealed (immutable) segments, oldest first: what the tier uploads.
+    pub fn sealed_segments(&self) -> Vec<Arc<SealedSegment>> {
+        self.lock().sealed.values().cloned().collect()
     }
     pub fn log_end(&self) -> i64 {
         self.lock().log_end()
@@ -988,10 +1008,20 @@ impl Log {
     ///
     /// # Errors
     /// [`LogError::Io`] if a file cannot be removed or the checkpoint written.
+    ///
+    /// With `remote.storage.enable`, a segment that the tier holds (it ends at or below
+    /// [`Self::remote_end`]) also goes once it is past `local.retention.ms` or
+    /// `local.retention.bytes`; one the tier does not hold yet stays until total retention
+    /// wants it, so an unreachable object store never costs data.
     pub fn apply_retention(&self) -> Result<RetentionOutcome, LogError> {
         let _maintenance = lock_unit(&self.maintenance);
         let config = self.config();
         let now = self.context.clock.now_ms();
+        let remote_end = self.remote_end();
+        let tiered = config.remote_storage_enable && config.cleanup_policy.delete;
+        let local_ms = config.effective_local_retention_ms();
+        let local_time_limit = (tiered && local_ms >= 0).then(|| now - local_ms);
+        let local_bytes = config.effective_local_retention_bytes();
         let doomed = {
             let mut state = self.lock();
             let time_limit =
@@ -1012,7 +1042,11 @@ impl Log {
                 let oversized = config.cleanup_policy.delete
                     && config.retention_bytes >= 0
                     && size - u64::from(segment.size) >= config.retention_bytes as u64;
-                if !(below_start || expired || oversized) {
+                let uploaded = tiered && segment.next_offset <= remote_end;
+                let locally_expired = local_time_limit.is_some_and(|limit| segment.retention_timestamp() < limit);
+                let locally_oversized = local_bytes >= 0 && size - u64::from(segment.size) >= local_bytes as u64;
+                let local_only = uploaded && (locally_expired || locally_oversized);
+                if !(below_start || expired || oversized || local_only) {
                     break;
                 }
                 size -= u64::from(segment.size);

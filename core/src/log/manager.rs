@@ -185,6 +185,11 @@ impl LogManager {
         &self.data_dir
     }
 
+    /// The clock that drives retention (injected in tests).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.options.clock
+    }
+
     fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
         self.data_dir.join(tp.to_string())
     }
@@ -194,9 +199,7 @@ impl LogManager {
     }
 
     fn effective_config(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, LogError> {
-        let mut merged = self.options.defaults.clone();
-        merged.extend(overrides.clone());
-        LogConfig::from_overrides(&merged)
+        LogConfig::merged(&self.options.defaults, overrides)
     }
 
     /// The log of one partition.

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 pub use checkpoint::{PartitionCheckpoint, write_atomically};
 pub use cleaner::CompactionOutcome;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{CleanupPolicy, LOG_CONFIG_NAMES, LogConfig};
+pub use config::{CleanupPolicy, LOCAL_RETENTION_SAME_AS_TOTAL, LOG_CONFIG_NAMES, LogConfig, ValueFormat};
 pub use flusher::{FlushHandle, Flusher};
 pub use log::{AppendInfo, Log, LogContext, ReadResult, RecoveryReport, RetentionOutcome};
 pub use manager::{LogManager, LogManagerOptions, TopicDescription, TopicPartition};

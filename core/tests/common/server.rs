@@ -37,11 +37,17 @@ impl ServerProcess {
 
     /// Starts a server with exactly these `serve` flags (plus `--data-dir`).
     pub fn spawn(data_dir: &Path, args: &[&str]) -> Self {
+        Self::spawn_with_env(data_dir, args, &[])
+    }
+
+    /// [`Self::spawn`] with extra environment variables (credentials for an object store).
+    pub fn spawn_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_headwater"))
             .arg("serve")
             .args(args)
             .arg("--data-dir")
             .arg(data_dir)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
