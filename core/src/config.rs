@@ -102,6 +102,18 @@ pub struct ServerConfig {
     /// `remote.fetch.cache.bytes`: memory for rebuilt remote row groups (remote reads).
     #[serde(rename = "remote.fetch.cache.bytes")]
     pub remote_fetch_cache_bytes: usize,
+    /// Where the Postgres wire endpoint listens (SQL over topics); off when absent.
+    pub pg_listen: Option<SocketAddr>,
+    /// The login the Postgres endpoint accepts.
+    pub pg_user: String,
+    pub pg_password: String,
+    pub pg_database: String,
+    /// Memory all running SQL queries may use together.
+    #[serde(rename = "sql.memory.limit.bytes")]
+    pub sql_memory_limit_bytes: usize,
+    /// Threads that run SQL queries (apart from the network threads).
+    #[serde(rename = "sql.threads")]
+    pub sql_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -129,6 +141,12 @@ impl Default for ServerConfig {
             tier_url: None,
             remote_log_manager_task_interval_ms: 10_000,
             remote_fetch_cache_bytes: 64 << 20,
+            pg_listen: None,
+            pg_user: "headwater".into(),
+            pg_password: "headwater".into(),
+            pg_database: "headwater".into(),
+            sql_memory_limit_bytes: 1 << 30,
+            sql_threads: 2,
         }
     }
 }
@@ -185,6 +203,15 @@ impl ServerConfig {
             return Err(ConfigError::Invalid {
                 name: "remote.log.manager.task.interval.ms",
                 reason: "must be at least 1".into(),
+            });
+        }
+        if self.sql_threads == 0 {
+            return Err(ConfigError::Invalid { name: "sql.threads", reason: "must be at least 1".into() });
+        }
+        if self.sql_memory_limit_bytes < 1 << 20 {
+            return Err(ConfigError::Invalid {
+                name: "sql.memory.limit.bytes",
+                reason: "must be at least 1 MiB".into(),
             });
         }
         if self.voters.is_some() {

@@ -25,4 +25,6 @@ pub mod metrics;
 pub mod partition;
 pub mod protocol;
 pub mod record;
+#[cfg(feature = "sql")]
+pub mod sql;
 pub mod tier;

@@ -18,6 +18,7 @@ use headwater_core::log::{LogManager, LogManagerOptions};
 use headwater_core::partition::ReplicaManager;
 use headwater_core::protocol::Server;
 use headwater_core::record::{BatchIter, RecordBatch};
+use headwater_core::sql::SqlEngine;
 use headwater_core::tier::{Leadership, TierManager, TierOptions};
 
 #[derive(Debug, Parser)]
@@ -71,6 +72,25 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Query topics with SQL through a broker's Postgres endpoint (serve --pg-listen):
+    /// one query, or a prompt when none is given.
+    Sql(SqlArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SqlArgs {
+    /// The broker's Postgres endpoint.
+    #[arg(long, default_value = "127.0.0.1:5433")]
+    pg: String,
+    #[arg(long, default_value = "headwater")]
+    user: String,
+    /// The password [default: $PGPASSWORD, or headwater].
+    #[arg(long)]
+    password: Option<String>,
+    #[arg(long, default_value = "headwater")]
+    database: String,
+    /// The query; without one, read queries (ending in ;) from a prompt.
+    query: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,6 +119,9 @@ struct ServeArgs {
     /// Where this node's controller listener binds [default: its address in --voters].
     #[arg(long)]
     controller_listen: Option<std::net::SocketAddr>,
+    /// Serve SQL over topics to Postgres clients (psql, drivers) at HOST:PORT [default: off].
+    #[arg(long)]
+    pg_listen: Option<std::net::SocketAddr>,
     /// Where tiered segments go: s3://bucket/prefix (AWS_* environment variables for
     /// credentials, AWS_ENDPOINT_URL for S3-compatible servers) or a local folder
     /// [default: DATA_DIR/tier].
@@ -346,6 +369,7 @@ fn main() -> ExitCode {
         Command::Group { bootstrap, command } => run_async(group(bootstrap, command)),
         Command::Partition { bootstrap, command } => run_async(partition(bootstrap, command)),
         Command::Log { command: LogCommand::Dump { path, records } } => dump(&path, records),
+        Command::Sql(args) => run_async(sql(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -389,6 +413,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(url) = args.tier_url {
         config.tier_url = Some(url);
     }
+    if let Some(listen) = args.pg_listen {
+        config.pg_listen = Some(listen);
+    }
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run_server(config))
@@ -421,10 +448,14 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
     };
     let tier = start_tier(&config, &logs, cluster.as_ref()).await?;
     let broker = broker.with_tier(Arc::clone(&tier.manager));
+    let pg = start_pg(&config, &logs, &tier.manager, cluster.as_ref()).await?;
     let server = Server::new(listener, Arc::new(broker), config.max_connections, config.socket_request_max_bytes);
     let handle = server.handle();
     // One line on stdout that scripts can wait for.
     println!("headwater listening on {} (data dir {})", server.local_addr()?, config.data_dir.display());
+    if let Some(pg) = &pg {
+        println!("headwater sql listening on {} (postgres protocol)", pg.addr);
+    }
     let running = tokio::spawn(server.run());
     shutdown.await;
     if let Some(node) = &cluster {
@@ -433,6 +464,9 @@ async fn run_server(mut config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections, finishing requests, flushing logs");
     handle.shutdown();
     running.await?;
+    if let Some(pg) = pg {
+        pg.stop().await;
+    }
     tier.stop().await;
     if let Some(node) = cluster {
         node.replicas.shutdown();
@@ -493,6 +527,156 @@ async fn start_tier(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = manager.start(stopped);
     Ok(RunningTier { manager, stop, task })
+}
+
+/// The Postgres endpoint and its query engine.
+struct RunningPg {
+    addr: std::net::SocketAddr,
+    engine: Arc<SqlEngine>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningPg {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        // The query runtime cannot be dropped on an async thread.
+        let engine = self.engine;
+        let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+    }
+}
+
+/// Starts SQL over topics on `--pg-listen`, if given.
+async fn start_pg(
+    config: &ServerConfig,
+    logs: &Arc<LogManager>,
+    tier: &Arc<TierManager>,
+    cluster: Option<&ClusterNode>,
+) -> anyhow::Result<Option<RunningPg>> {
+    let Some(listen) = config.pg_listen else { return Ok(None) };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen for postgres on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let visibility: Arc<dyn headwater_core::sql::Visibility> = match cluster {
+        None => Arc::new(headwater_core::sql::SingleNode),
+        Some(node) => node.replicas.clone(),
+    };
+    let sources = headwater_core::sql::Sources { logs: Arc::clone(logs), tier: Some(Arc::clone(tier)), visibility };
+    let options = headwater_core::sql::SqlOptions {
+        threads: config.sql_threads,
+        memory_limit: config.sql_memory_limit_bytes,
+        ..Default::default()
+    };
+    let engine = SqlEngine::start(sources, options)?;
+    let pg_options = headwater_core::sql::pg::PgOptions {
+        user: config.pg_user.clone(),
+        password: config.pg_password.clone(),
+        database: config.pg_database.clone(),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(headwater_core::sql::pg::serve(listener, Arc::clone(&engine), pg_options, stopped));
+    Ok(Some(RunningPg { addr, engine, stop, task }))
+}
+
+/// `headwater sql`: one query, or a prompt, through the broker's Postgres endpoint.
+async fn sql(args: SqlArgs) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let (host, port) = args.pg.rsplit_once(':').with_context(|| format!("--pg {}: not HOST:PORT", args.pg))?;
+    let password = args.password.or_else(|| std::env::var("PGPASSWORD").ok()).unwrap_or_else(|| "headwater".into());
+    let mut config = tokio_postgres::Config::new();
+    config.host(host).port(port.parse().context("--pg: not a port")?).user(&args.user).password(password);
+    config.dbname(&args.database).connect_timeout(std::time::Duration::from_secs(10));
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.with_context(|| {
+        format!("cannot reach the SQL endpoint at {} (is the broker serving --pg-listen?)", args.pg)
+    })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            eprintln!("headwater: connection: {error}");
+        }
+    });
+    if let Some(query) = args.query {
+        return run_query(&client, &query).await;
+    }
+    let interactive = std::io::stdin().is_terminal();
+    let mut pending = String::new();
+    let stdin = std::io::stdin();
+    loop {
+        if interactive {
+            print!("{}", if pending.is_empty() { "headwater=> " } else { "headwater-> " });
+            std::io::stdout().flush()?;
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let trimmed = line.trim();
+        if pending.is_empty() && matches!(trimmed, "\\q" | "quit" | "exit") {
+            return Ok(());
+        }
+        pending.push_str(&line);
+        if trimmed.ends_with(';') {
+            let query = std::mem::take(&mut pending);
+            // A failed query is reported and the prompt goes on.
+            if let Err(error) = run_query(&client, query.trim()).await {
+                eprintln!("{error:#}");
+            }
+        }
+    }
+}
+
+/// Runs one query and prints its rows as an aligned table, as psql does.
+async fn run_query(client: &tokio_postgres::Client, query: &str) -> anyhow::Result<()> {
+    use tokio_postgres::SimpleQueryMessage;
+    let messages = client.simple_query(query).await.map_err(|error| match error.as_db_error() {
+        Some(db) => anyhow::anyhow!("ERROR: {}", db.message()),
+        None => anyhow::anyhow!(error),
+    })?;
+    let mut columns: Vec<String> = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for message in messages {
+        match message {
+            SimpleQueryMessage::RowDescription(description) => {
+                columns = description.iter().map(|c| c.name().to_string()).collect();
+            }
+            SimpleQueryMessage::Row(row) => {
+                if columns.is_empty() {
+                    columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+                }
+                rows.push((0..row.len()).map(|i| row.get(i).unwrap_or("").to_string()).collect());
+            }
+            SimpleQueryMessage::CommandComplete(_) => {}
+            _ => {}
+        }
+    }
+    print!("{}", format_table(&columns, &rows));
+    Ok(())
+}
+
+fn format_table(columns: &[String], rows: &[Vec<String>]) -> String {
+    if columns.is_empty() {
+        return String::new();
+    }
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
+    for row in rows {
+        for (width, value) in widths.iter_mut().zip(row) {
+            *width = (*width).max(value.chars().count());
+        }
+    }
+    let line = |values: &[String]| {
+        let cells: Vec<String> = values.iter().zip(&widths).map(|(v, w)| format!(" {v:<w$} ")).collect();
+        format!("{}\n", cells.join("|").trim_end())
+    };
+    let mut out = line(columns);
+    out.push_str(&widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out.push_str(&format!("({} row{})\n", rows.len(), if rows.len() == 1 { "" } else { "s" }));
+    out
 }
 
 /// The parts of a cluster node beside its Kafka listener.

@@ -83,36 +83,18 @@ pub fn write_segment(
         .set_created_by(format!("headwater {}", env!("CARGO_PKG_VERSION")))
         .build();
     let mut writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(properties))?;
-    let mut chunk = Chunk::new(partition, json.as_ref());
+    let mut chunk = RowsBuilder::new(partition, json.as_ref());
     let mut converted =
         Converted { records: 0, row_groups: 0, min_timestamp: -1, max_timestamp: -1, json: json.clone() };
     for batch in BatchIter::new(segment) {
         let batch = batch.map_err(|source| TierError::Corrupt { reason: "undecodable batch in segment", source })?;
-        let records = batch
-            .records(MAX_DECOMPRESSED_BYTES)
-            .map_err(|source| TierError::Corrupt { reason: "undecodable records in segment", source })?;
-        let batch_fields = BatchFields {
-            base_offset: batch.base_offset(),
-            last_offset: batch.last_offset(),
-            leader_epoch: batch.partition_leader_epoch(),
-            base_sequence: batch.base_sequence(),
-            producer_id: batch.producer_id(),
-            producer_epoch: batch.producer_epoch(),
-            transactional: batch.is_transactional(),
-            control: batch.is_control(),
-            log_append_time: batch.is_log_append_time(),
-        };
-        for record in records.iter() {
-            let record =
-                record.map_err(|source| TierError::Corrupt { reason: "undecodable record in segment", source })?;
-            // A log-append-time batch's records all carry the broker's time.
-            let timestamp = if batch_fields.log_append_time { batch.max_timestamp() } else { record.timestamp };
-            if converted.records == 0 || timestamp < converted.min_timestamp {
-                converted.min_timestamp = timestamp;
+        let rows = chunk.push_batch(&batch, i64::MIN..i64::MAX)?;
+        if rows.records > 0 {
+            if converted.records == 0 || rows.min_timestamp < converted.min_timestamp {
+                converted.min_timestamp = rows.min_timestamp;
             }
-            converted.max_timestamp = converted.max_timestamp.max(timestamp);
-            converted.records += 1;
-            chunk.push(&batch_fields, record.offset, timestamp, record.key, record.value, &record.headers);
+            converted.max_timestamp = converted.max_timestamp.max(rows.max_timestamp);
+            converted.records += rows.records;
         }
         if chunk.bytes >= options.row_group_bytes || chunk.rows >= options.row_group_rows {
             writer.write(&chunk.finish(&schema)?)?;
@@ -162,8 +144,17 @@ struct BatchFields {
     log_append_time: bool,
 }
 
-/// One row group being built, column by column.
-struct Chunk<'a> {
+/// What one batch added to a [`RowsBuilder`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BatchRows {
+    pub records: u64,
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+}
+
+/// Rows in the tiered layout, column by column: a row group being written, or (for SQL)
+/// the local tail being scanned.
+pub(crate) struct RowsBuilder<'a> {
     partition: i32,
     json: Option<&'a JsonType>,
     rows: usize,
@@ -186,8 +177,8 @@ struct Chunk<'a> {
     json_values: Vec<Value>,
 }
 
-impl<'a> Chunk<'a> {
-    fn new(partition: i32, json: Option<&'a JsonType>) -> Self {
+impl<'a> RowsBuilder<'a> {
+    pub(crate) fn new(partition: i32, json: Option<&'a JsonType>) -> Self {
         let header = StructBuilder::new(
             schema::header_fields(),
             vec![Box::new(StringBuilder::new()), Box::new(BinaryBuilder::new())],
@@ -215,6 +206,54 @@ impl<'a> Chunk<'a> {
             timestamp_types: Int8Builder::new(),
             json_values: Vec::new(),
         }
+    }
+
+    /// Rows so far.
+    #[cfg_attr(not(feature = "sql"), allow(dead_code))]
+    pub(crate) fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Adds the records of `batch` whose offsets lie in `offsets`.
+    ///
+    /// # Errors
+    /// [`TierError::Corrupt`] for records that do not decode.
+    pub(crate) fn push_batch(
+        &mut self,
+        batch: &crate::record::RecordBatch<'_>,
+        offsets: std::ops::Range<i64>,
+    ) -> Result<BatchRows, TierError> {
+        let records = batch
+            .records(MAX_DECOMPRESSED_BYTES)
+            .map_err(|source| TierError::Corrupt { reason: "undecodable records in segment", source })?;
+        let fields = BatchFields {
+            base_offset: batch.base_offset(),
+            last_offset: batch.last_offset(),
+            leader_epoch: batch.partition_leader_epoch(),
+            base_sequence: batch.base_sequence(),
+            producer_id: batch.producer_id(),
+            producer_epoch: batch.producer_epoch(),
+            transactional: batch.is_transactional(),
+            control: batch.is_control(),
+            log_append_time: batch.is_log_append_time(),
+        };
+        let mut rows = BatchRows { records: 0, min_timestamp: -1, max_timestamp: -1 };
+        for record in records.iter() {
+            let record =
+                record.map_err(|source| TierError::Corrupt { reason: "undecodable record in segment", source })?;
+            if !offsets.contains(&record.offset) {
+                continue;
+            }
+            // A log-append-time batch's records all carry the broker's time.
+            let timestamp = if fields.log_append_time { batch.max_timestamp() } else { record.timestamp };
+            if rows.records == 0 || timestamp < rows.min_timestamp {
+                rows.min_timestamp = timestamp;
+            }
+            rows.max_timestamp = rows.max_timestamp.max(timestamp);
+            rows.records += 1;
+            self.push(&fields, record.offset, timestamp, record.key, record.value, &record.headers);
+        }
+        Ok(rows)
     }
 
     fn push(
@@ -261,8 +300,9 @@ impl<'a> Chunk<'a> {
         }
     }
 
-    /// The rows so far as one Arrow batch of `schema`; the builders start empty again.
-    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, TierError> {
+    /// The rows so far as one Arrow batch of `schema` (a file schema with this builder's
+    /// JSON type); the builders start empty again.
+    pub(crate) fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, TierError> {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.partitions.finish()),
             Arc::new(self.offsets.finish()),

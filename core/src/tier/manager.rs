@@ -391,6 +391,18 @@ impl TierManager {
         Ok(())
     }
 
+    /// The typed JSON columns of a partition's newest remote file (`None` without files
+    /// or without JSON columns).
+    ///
+    /// # Errors
+    /// The newest file's footer cannot be read.
+    pub async fn json_columns(&self, tp: &TopicPartition) -> Result<Option<JsonType>, TierError> {
+        match self.loaded(tp) {
+            Some(part) => self.json_type(&part).await,
+            None => Ok(None),
+        }
+    }
+
     /// The typed JSON columns of the partition's newest file.
     async fn json_type(&self, part: &PartitionTier) -> Result<Option<JsonType>, TierError> {
         if let Some(known) = part.json.lock().expect("json lock").clone() {
