@@ -31,6 +31,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -153,7 +154,13 @@ impl SqlEngine {
             .build()
             .map_err(SqlError::Start)?;
         let handle = runtime.handle().clone();
-        let runtime_env = RuntimeEnvBuilder::new().with_memory_limit(options.memory_limit, 1.0).build_arc()?;
+        // No spilling: a query past the memory limit fails rather than filling the broker's
+        // disk (the data dir's, or the temp dir's) with sort runs.
+        let disk = DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled);
+        let runtime_env = RuntimeEnvBuilder::new()
+            .with_memory_limit(options.memory_limit, 1.0)
+            .with_disk_manager_builder(disk)
+            .build_arc()?;
         if let Some(tier) = &sources.tier {
             let url = datafusion::execution::object_store::ObjectStoreUrl::parse(TIER_STORE_URL)?;
             runtime_env.register_object_store(url.as_ref(), Arc::clone(&tier.store().store));

@@ -248,9 +248,20 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let declared = |i: usize| portal.statement.parameter_types.get(i).cloned().flatten();
+        // Binary parameters the client did not type (it asked us to, with Describe): the
+        // types the query gives them, as Describe answered.
+        let inferred = if (0..portal.parameter_len()).any(|i| declared(i).is_none()) {
+            let (_, types) = self.engine.describe(&portal.statement.statement).await.map_err(sql_error)?;
+            types
+        } else {
+            Vec::new()
+        };
         let mut params = Vec::with_capacity(portal.parameter_len());
         for i in 0..portal.parameter_len() {
-            let ty = portal.statement.parameter_types.get(i).cloned().flatten().unwrap_or(Type::UNKNOWN);
+            let ty = declared(i)
+                .or_else(|| inferred.get(i).cloned().flatten().map(|t| text::pg_type(&t)))
+                .unwrap_or(Type::UNKNOWN);
             params.push(parameter_text(portal, i, &ty)?);
         }
         self.run(&portal.statement.statement, params, &portal.result_column_format).await

@@ -282,6 +282,7 @@ impl TableProvider for TopicTable {
                     log,
                     partition,
                     from..to,
+                    high_watermark,
                     bounds.timestamps,
                     self.json.clone(),
                     Arc::clone(&self.file_schema),

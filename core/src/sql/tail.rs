@@ -26,12 +26,14 @@ const READ_BYTES: usize = 1 << 20;
 /// Bytes of values the JSON columns are inferred from, per partition.
 const INFER_BYTES: usize = 2 << 20;
 
-/// One partition's local records in `[offsets.start, offsets.end)`.
+/// One partition's local records in `[offsets.start, offsets.end)`, reading no batch
+/// that reaches `high_watermark`.
 #[derive(Debug)]
 pub struct TailPartition {
     log: Arc<Log>,
     partition: i32,
     offsets: Range<i64>,
+    high_watermark: i64,
     timestamps: (i64, i64),
     json: Option<JsonType>,
     file_schema: SchemaRef,
@@ -45,13 +47,15 @@ impl TailPartition {
         log: Arc<Log>,
         partition: i32,
         offsets: Range<i64>,
+        high_watermark: i64,
         timestamps: (i64, i64),
         json: Option<JsonType>,
         file_schema: SchemaRef,
         schema: SchemaRef,
         batch_rows: usize,
     ) -> Self {
-        Self { log, partition, offsets, timestamps, json, file_schema, schema, batch_rows: batch_rows.max(1) }
+        let batch_rows = batch_rows.max(1);
+        Self { log, partition, offsets, high_watermark, timestamps, json, file_schema, schema, batch_rows }
     }
 }
 
@@ -66,6 +70,7 @@ impl PartitionStream for TailPartition {
             partition: self.partition,
             cursor: self.offsets.start,
             end: self.offsets.end,
+            high_watermark: self.high_watermark,
             min_timestamp: self.timestamps.0,
             json: self.json.clone(),
             file_schema: Arc::clone(&self.file_schema),
@@ -92,6 +97,7 @@ struct TailReader {
     partition: i32,
     cursor: i64,
     end: i64,
+    high_watermark: i64,
     min_timestamp: i64,
     json: Option<JsonType>,
     file_schema: SchemaRef,
@@ -105,7 +111,8 @@ impl TailReader {
         let external = |e: Box<dyn std::error::Error + Send + Sync>| DataFusionError::External(e);
         let mut rows = RowsBuilder::new(self.partition, self.json.as_ref());
         while !self.done && self.cursor < self.end && rows.len() < self.batch_rows {
-            let read = match self.log.read(self.cursor, Some(self.end), READ_BYTES) {
+            // Whole batches up to the high watermark; records past `end` are dropped below.
+            let read = match self.log.read(self.cursor, Some(self.high_watermark), READ_BYTES) {
                 Ok(read) => read,
                 // Retention moved the start past the cursor meanwhile: go on from there.
                 Err(LogError::OffsetOutOfRange { log_start, .. }) if self.cursor < log_start => {
