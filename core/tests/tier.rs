@@ -185,6 +185,21 @@ async fn retention_and_delete_records_remove_remote_files() {
 }
 
 #[tokio::test]
+async fn a_deleted_topic_loses_its_remote_data_and_a_recreated_one_starts_empty() {
+    let f = fixture(&[("remote.storage.enable", "true")], None);
+    fill(&f.logs);
+    f.tier.run_pass().await;
+    assert_eq!(count_parquet(&f.tier_dir), 10);
+    f.logs.delete_topic("orders").unwrap();
+    let config = BTreeMap::from([("remote.storage.enable".to_string(), "true".to_string())]);
+    f.logs.create_topic("orders", 1, config).unwrap();
+    f.tier.run_pass().await;
+    assert_eq!(count_parquet(&f.tier_dir), 0, "the old topic's files went with it");
+    assert!(f.tier.manifest(&tp()).is_some_and(|m| m.files.is_empty()));
+    assert!(f.tier.read(&tp(), 0, 100).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn an_unreachable_store_keeps_every_local_segment() {
     // An S3 endpoint where nothing listens, with no retries inside the client.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -186,3 +186,39 @@ fn the_s3_path_tiers_to_a_real_s3_compatible_server() {
     );
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_new_leader_serves_the_remote_history_its_predecessor_uploaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path());
+    // One store for the whole cluster: every broker's manifests and files in one place.
+    let tier_dir = dir.path().join("shared-tier");
+    let args = ["--config", config.to_str().unwrap(), "--tier-url", tier_dir.to_str().unwrap()];
+    let mut cluster = common::cluster::Cluster::start_with_args(&dir.path().join("nodes"), 3, &args);
+    let configs = [
+        ("remote.storage.enable", "true"),
+        ("local.retention.bytes", "0"),
+        ("segment.bytes", "8192"),
+        ("value.format", "json"),
+        ("retention.ms", "-1"),
+    ];
+    cluster.create_topic(TOPIC, 2, 3, &configs);
+    let bootstrap = cluster.bootstrap();
+    let count = COUNT.to_string();
+    run_python("tiered.py", &["produce", &bootstrap, TOPIC, &count, "3"]);
+    // Leaders upload; followers learn the manifest and drop their copies too.
+    let node_dirs: Vec<PathBuf> = cluster.nodes.iter().map(|n| n.data_dir.clone()).collect();
+    for data in &node_dirs {
+        wait_until_tiered(data, || local_manifests(&tier_dir));
+    }
+    let leader = cluster.describe(TOPIC).unwrap().iter().find(|p| p.partition == 0).unwrap().leader;
+    cluster.kill(leader);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.describe(TOPIC).is_none_or(|p| p.iter().any(|p| p.leader == leader || p.leader < 0)) {
+        assert!(Instant::now() < deadline, "no new leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let live: Vec<String> = cluster.nodes.iter().filter(|n| n.process.is_some()).map(|n| n.listen.clone()).collect();
+    run_python("tiered.py", &["consume", &live.join(","), TOPIC, &count]);
+    cluster.stop_all();
+}

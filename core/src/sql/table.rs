@@ -45,6 +45,27 @@ pub fn sql_columns(file_schema: &arrow::datatypes::Schema) -> Vec<usize> {
     (0..schema::RECORD_COLUMNS.len()).chain(fixed..file_schema.fields().len()).collect()
 }
 
+/// What SQL sees of a file schema: [`sql_columns`], with the JSON columns' strings as
+/// `Utf8View` (DataFusion's fast string type, which its Parquet reader produces directly).
+///
+/// # Errors
+/// Never for a schema [`schema::file_schema`] made.
+pub fn sql_schema(file_schema: &arrow::datatypes::Schema) -> Result<SchemaRef> {
+    let projected = file_schema.project(&sql_columns(file_schema))?;
+    let fields: Vec<arrow::datatypes::FieldRef> = projected
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match f.data_type() {
+            DataType::Utf8 if i >= schema::RECORD_COLUMNS.len() => {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
+            }
+            _ => Arc::clone(f),
+        })
+        .collect();
+    Ok(Arc::new(arrow::datatypes::Schema::new(fields)))
+}
+
 /// One topic's table.
 #[derive(Debug)]
 pub struct TopicTable {
@@ -87,7 +108,7 @@ impl TopicTable {
         }
         let json = Some(json).filter(|t| matches!(t, JsonType::Object(fields) if !fields.is_empty()));
         let file_schema = schema::file_schema(json.as_ref());
-        let schema = Arc::new(file_schema.project(&sql_columns(&file_schema))?);
+        let schema = sql_schema(&file_schema)?;
         Ok(Self { topic: topic.to_string(), partitions: description.partitions, sources, json, file_schema, schema })
     }
 }
@@ -288,6 +309,7 @@ impl TableProvider for TopicTable {
                     Arc::clone(&self.file_schema),
                     Arc::clone(&self.schema),
                     state.config().batch_size(),
+                    projection,
                 )));
             }
         }
@@ -326,7 +348,9 @@ impl TopicTable {
         hidden_below: &[(i32, i64)],
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
-        let mut source = ParquetSource::new(Arc::clone(&self.schema));
+        // The session's Parquet settings, as a listing table would use them.
+        let mut source = ParquetSource::new(Arc::clone(&self.schema))
+            .with_table_parquet_options(state.table_options().parquet.clone());
         if let Some(predicate) = filters.iter().cloned().reduce(|a, b| a.and(b)) {
             source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
         }

@@ -12,13 +12,12 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
-use serde_json::Value;
 
 use super::table::sql_columns;
 use crate::log::cleaner::MAX_DECOMPRESSED_BYTES;
 use crate::log::{Log, LogError};
 use crate::record::BatchIter;
-use crate::tier::convert::RowsBuilder;
+use crate::tier::convert::{RowsBuilder, Wanted};
 use crate::tier::schema::JsonType;
 
 /// Bytes of batches read from the log at a time.
@@ -39,6 +38,7 @@ pub struct TailPartition {
     file_schema: SchemaRef,
     schema: SchemaRef,
     batch_rows: usize,
+    wanted: Wanted,
 }
 
 impl TailPartition {
@@ -53,9 +53,14 @@ impl TailPartition {
         file_schema: SchemaRef,
         schema: SchemaRef,
         batch_rows: usize,
+        projection: Option<&Vec<usize>>,
     ) -> Self {
         let batch_rows = batch_rows.max(1);
-        Self { log, partition, offsets, high_watermark, timestamps, json, file_schema, schema, batch_rows }
+        // Columns of the SQL schema: 3 key, 4 value, 5 headers, then the JSON ones.
+        let reads = |column: usize| projection.is_none_or(|p| p.contains(&column));
+        let reads_json = projection.is_none_or(|p| p.iter().any(|c| *c > 5));
+        let wanted = Wanted { key: reads(3), value: reads(4), headers: reads(5), json: reads_json };
+        Self { log, partition, offsets, high_watermark, timestamps, json, file_schema, schema, batch_rows, wanted }
     }
 }
 
@@ -75,7 +80,9 @@ impl PartitionStream for TailPartition {
             json: self.json.clone(),
             file_schema: Arc::clone(&self.file_schema),
             columns: sql_columns(&self.file_schema),
+            schema: Arc::clone(&self.schema),
             batch_rows: self.batch_rows,
+            wanted: self.wanted,
             done: false,
         };
         let stream = futures::stream::unfold(reader, |mut reader| async move {
@@ -102,14 +109,16 @@ struct TailReader {
     json: Option<JsonType>,
     file_schema: SchemaRef,
     columns: Vec<usize>,
+    schema: SchemaRef,
     batch_rows: usize,
+    wanted: Wanted,
     done: bool,
 }
 
 impl TailReader {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, DataFusionError> {
         let external = |e: Box<dyn std::error::Error + Send + Sync>| DataFusionError::External(e);
-        let mut rows = RowsBuilder::new(self.partition, self.json.as_ref());
+        let mut rows = RowsBuilder::new(self.partition, self.json.as_ref()).with_wanted(self.wanted);
         while !self.done && self.cursor < self.end && rows.len() < self.batch_rows {
             // Whole batches up to the high watermark; records past `end` are dropped below.
             let read = match self.log.read(self.cursor, Some(self.high_watermark), READ_BYTES) {
@@ -137,8 +146,21 @@ impl TailReader {
         if rows.len() == 0 {
             return Ok(None);
         }
-        let batch = rows.finish(&self.file_schema).map_err(|e| external(Box::new(e)))?;
-        Ok(Some(batch.project(&self.columns)?))
+        let batch = rows.finish(&self.file_schema).map_err(|e| external(Box::new(e)))?.project(&self.columns)?;
+        // The SQL schema's types (strings as views) where the builder's differ.
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(Arc::clone(column))
+                } else {
+                    arrow::compute::cast(column, field.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(RecordBatch::try_new(Arc::clone(&self.schema), columns)?))
     }
 }
 
@@ -160,8 +182,8 @@ pub fn infer_tail_json(log: &Log, mut json: JsonType) -> JsonType {
             }
             let Ok(records) = batch.records(MAX_DECOMPRESSED_BYTES) else { continue };
             for record in records.iter().map_while(Result::ok) {
-                if let Some(value) = record.value.and_then(|v| serde_json::from_slice::<Value>(v).ok()) {
-                    json.observe(&value);
+                if let Some(value) = record.value {
+                    json.observe_bytes(value);
                 }
             }
         }

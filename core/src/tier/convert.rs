@@ -122,8 +122,8 @@ fn infer_json(segment: &[u8], start: JsonType) -> Result<Option<JsonType>, TierE
             .records(MAX_DECOMPRESSED_BYTES)
             .map_err(|source| TierError::Corrupt { reason: "undecodable records in segment", source })?;
         for record in records.iter().map_while(Result::ok) {
-            if let Some(value) = record.value.and_then(|v| serde_json::from_slice::<Value>(v).ok()) {
-                ty.observe(&value);
+            if let Some(value) = record.value {
+                ty.observe_bytes(value);
             }
         }
     }
@@ -152,11 +152,26 @@ pub(crate) struct BatchRows {
     pub max_timestamp: i64,
 }
 
+/// Which of the costly columns a [`RowsBuilder`] fills. A scan that does not read a column
+/// gets NULLs there (and empty header lists) and skips its decoding.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wanted {
+    pub key: bool,
+    pub value: bool,
+    pub headers: bool,
+    pub json: bool,
+}
+
+impl Wanted {
+    pub(crate) const ALL: Self = Self { key: true, value: true, headers: true, json: true };
+}
+
 /// Rows in the tiered layout, column by column: a row group being written, or (for SQL)
 /// the local tail being scanned.
 pub(crate) struct RowsBuilder<'a> {
     partition: i32,
     json: Option<&'a JsonType>,
+    wanted: Wanted,
     rows: usize,
     bytes: usize,
     partitions: Int32Builder,
@@ -174,7 +189,10 @@ pub(crate) struct RowsBuilder<'a> {
     transactional: BooleanBuilder,
     control: BooleanBuilder,
     timestamp_types: Int8Builder,
-    json_values: Vec<Value>,
+    /// The values for the JSON columns, newline-separated (`{}` for a row that is not an
+    /// object), and where each row's ends.
+    json_text: Vec<u8>,
+    json_ends: Vec<usize>,
 }
 
 impl<'a> RowsBuilder<'a> {
@@ -187,6 +205,7 @@ impl<'a> RowsBuilder<'a> {
         Self {
             partition,
             json,
+            wanted: Wanted::ALL,
             rows: 0,
             bytes: 0,
             partitions: Int32Builder::new(),
@@ -204,8 +223,16 @@ impl<'a> RowsBuilder<'a> {
             transactional: BooleanBuilder::new(),
             control: BooleanBuilder::new(),
             timestamp_types: Int8Builder::new(),
-            json_values: Vec::new(),
+            json_text: Vec::new(),
+            json_ends: Vec::new(),
         }
+    }
+
+    /// Fills only the `wanted` costly columns.
+    #[cfg_attr(not(feature = "sql"), allow(dead_code))]
+    pub(crate) fn with_wanted(mut self, wanted: Wanted) -> Self {
+        self.wanted = wanted;
+        self
     }
 
     /// Rows so far.
@@ -270,9 +297,9 @@ impl<'a> RowsBuilder<'a> {
         self.partitions.append_value(self.partition);
         self.offsets.append_value(offset);
         self.timestamps.append_value(timestamp);
-        self.keys.append_option(key);
-        self.values.append_option(value);
-        for header in headers.iter() {
+        self.keys.append_option(key.filter(|_| self.wanted.key));
+        self.values.append_option(value.filter(|_| self.wanted.value));
+        for header in headers.iter().filter(|_| self.wanted.headers) {
             let entry = self.headers.values();
             entry
                 .field_builder::<StringBuilder>(0)
@@ -291,12 +318,13 @@ impl<'a> RowsBuilder<'a> {
         self.transactional.append_value(batch.transactional);
         self.control.append_value(batch.control);
         self.timestamp_types.append_value(i8::from(batch.log_append_time));
-        if let Some(ty) = self.json {
-            let parsed = match value.filter(|_| !batch.control).map(serde_json::from_slice::<Value>) {
-                Some(Ok(value @ Value::Object(_))) => ty.conform(value),
-                _ => Value::Object(serde_json::Map::new()),
-            };
-            self.json_values.push(parsed);
+        if self.json.is_some() && self.wanted.json {
+            match value.filter(|v| !batch.control && v.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')) {
+                Some(object) => self.json_text.extend_from_slice(object),
+                None => self.json_text.extend_from_slice(b"{}"),
+            }
+            self.json_text.push(b'\n');
+            self.json_ends.push(self.json_text.len());
         }
     }
 
@@ -320,31 +348,69 @@ impl<'a> RowsBuilder<'a> {
             Arc::new(self.control.finish()),
             Arc::new(self.timestamp_types.finish()),
         ];
-        if let Some(ty @ JsonType::Object(fields)) = self.json {
+        if let Some(JsonType::Object(fields)) = self.json.filter(|_| !self.wanted.json) {
+            columns.extend(fields.iter().map(|(_, t)| arrow::array::new_null_array(&t.data_type(), self.rows)));
+        } else if let Some(ty @ JsonType::Object(fields)) = self.json {
             let json_schema = Arc::new(Schema::new(
                 fields.iter().map(|(name, t)| Field::new(name, t.data_type(), true)).collect::<Vec<_>>(),
             ));
-            let mut decoder = arrow::json::ReaderBuilder::new(json_schema)
-                .with_coerce_primitive(true)
-                .with_batch_size(self.json_values.len().max(1))
-                .build_decoder()?;
-            decoder.serialize(&self.json_values)?;
-            let decoded = decoder.flush()?;
-            let rows = self.json_values.len();
-            self.json_values.clear();
-            match decoded {
-                Some(decoded) if decoded.num_rows() == rows => columns.extend(decoded.columns().iter().cloned()),
+            let rows = self.json_ends.len();
+            // The values as they are, through arrow-json's tape decoder; only a chunk with
+            // a value that does not fit (not JSON, or a type the table has widened) goes
+            // the slow way, value by value.
+            let decoded = match decode_json(&json_schema, &self.json_text, rows) {
+                Ok(Some(decoded)) if decoded.num_rows() == rows => decoded,
                 _ => {
-                    // Conformed values always decode; never write a file with missing rows.
-                    debug_assert!(false, "json columns decoded {rows} rows short for {ty:?}");
-                    return Err(TierError::Internal { reason: "typed JSON columns lost rows" });
+                    let mut start = 0;
+                    let values: Vec<Value> = self
+                        .json_ends
+                        .iter()
+                        .map(|&end| {
+                            let text = &self.json_text[start..end];
+                            start = end;
+                            match serde_json::from_slice::<Value>(text) {
+                                Ok(value @ Value::Object(_)) => ty.conform(value),
+                                _ => Value::Object(serde_json::Map::new()),
+                            }
+                        })
+                        .collect();
+                    let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(&json_schema))
+                        .with_coerce_primitive(true)
+                        .with_batch_size(rows.max(1))
+                        .build_decoder()?;
+                    decoder.serialize(&values)?;
+                    match decoder.flush()? {
+                        Some(decoded) if decoded.num_rows() == rows => decoded,
+                        // Conformed values always decode; never write a file with missing rows.
+                        _ => return Err(TierError::Internal { reason: "typed JSON columns lost rows" }),
+                    }
                 }
-            }
+            };
+            self.json_text.clear();
+            self.json_ends.clear();
+            columns.extend(decoded.columns().iter().cloned());
         }
         self.rows = 0;
         self.bytes = 0;
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
+}
+
+/// Newline-separated JSON objects as Arrow columns of `schema`, in one go.
+fn decode_json(schema: &SchemaRef, text: &[u8], rows: usize) -> Result<Option<RecordBatch>, TierError> {
+    let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(schema))
+        .with_coerce_primitive(true)
+        .with_batch_size(rows.max(1))
+        .build_decoder()?;
+    let mut read = 0;
+    while read < text.len() {
+        let consumed = decoder.decode(&text[read..])?;
+        if consumed == 0 {
+            break;
+        }
+        read += consumed;
+    }
+    Ok(decoder.flush()?)
 }
 
 /// Whole batches rebuilt from rows, and where each starts.

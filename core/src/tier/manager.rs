@@ -41,6 +41,8 @@ pub struct TierOptions {
     pub max_backoff: Duration,
     /// Where segments are converted before upload (`<data-dir>/tier-staging`).
     pub staging_dir: PathBuf,
+    /// Partitions converted and uploaded at once.
+    pub concurrency: usize,
 }
 
 impl TierOptions {
@@ -51,6 +53,7 @@ impl TierOptions {
             cache_bytes: 64 << 20,
             max_backoff: Duration::from_secs(60),
             staging_dir,
+            concurrency: 2,
         }
     }
 }
@@ -229,24 +232,31 @@ impl TierManager {
                 tracing::warn!(partition = %part.tp, %error, "could not delete a deleted topic's remote data");
             }
         }
+        let mut due = Vec::new();
         for (topic, description) in topics {
             let Ok(config) = self.logs.topic_config(&topic) else { continue };
             if !config.remote_storage_enable {
                 continue;
             }
+            let config = Arc::new(config);
             for partition in 0..description.partitions {
                 let tp = TopicPartition::new(topic.clone(), partition);
-                if !self.due(&tp) {
-                    continue;
+                if self.due(&tp) {
+                    due.push((tp, description.topic_id, Arc::clone(&config)));
                 }
+            }
+        }
+        // A few partitions at a time: conversion is CPU-bound, one blocking thread each.
+        futures::stream::iter(due)
+            .for_each_concurrent(self.options.concurrency.max(1), |(tp, topic_id, config)| async move {
                 let outcome = async {
-                    let part = self.partition(&tp, description.topic_id).await?;
+                    let part = self.partition(&tp, topic_id).await?;
                     self.tier_partition(&part, &config).await
                 }
                 .await;
                 self.note_outcome(&tp, outcome);
-            }
-        }
+            })
+            .await;
     }
 
     fn due(&self, tp: &TopicPartition) -> bool {

@@ -161,6 +161,19 @@ impl JsonType {
         }
     }
 
+    /// [`Self::observe`] straight from a value's bytes, without building the value: the
+    /// type is widened in place as the parser walks it. Values that are not JSON objects
+    /// contribute nothing.
+    pub fn observe_bytes(&mut self, bytes: &[u8]) {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return;
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        // A value that turns out malformed part-way has widened the type with what it
+        // showed before the error: fields that real records carry.
+        let _ = serde::de::DeserializeSeed::deserialize(Observe(self), &mut deserializer);
+    }
+
     /// The Arrow type of a column of this JSON type.
     pub fn data_type(&self) -> DataType {
         match self {
@@ -235,6 +248,120 @@ impl JsonType {
     }
 }
 
+/// Widens a [`JsonType`] with the value being deserialized.
+struct Observe<'a>(&'a mut JsonType);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Observe<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Observe<'_> {
+    fn scalar(self, seen: JsonType) {
+        if *self.0 != seen {
+            *self.0 = self.0.widen(&seen);
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Observe<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.scalar(JsonType::Bool);
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.scalar(JsonType::Int);
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.scalar(if i64::try_from(v).is_ok() { JsonType::Int } else { JsonType::Float });
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.scalar(JsonType::Float);
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.scalar(JsonType::Str);
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if matches!(self.0, JsonType::Null) {
+            *self.0 = JsonType::List(Box::new(JsonType::Null));
+        }
+        match self.0 {
+            JsonType::List(item) => while seq.next_element_seed(Observe(item))?.is_some() {},
+            other => {
+                *other = JsonType::Str;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if matches!(self.0, JsonType::Null) {
+            *self.0 = JsonType::Object(Vec::new());
+        }
+        let JsonType::Object(fields) = self.0 else {
+            *self.0 = JsonType::Str;
+            while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+            return Ok(());
+        };
+        while let Some(key) = map.next_key_seed(Key)? {
+            let index = match fields.iter().position(|(name, _)| *name == *key) {
+                Some(index) => index,
+                None => {
+                    fields.push((key.into_owned(), JsonType::Null));
+                    fields.len() - 1
+                }
+            };
+            map.next_value_seed(Observe(&mut fields[index].1))?;
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +388,25 @@ mod tests {
         // An object where a string column is turns into its text.
         let conformed = ty.conform(json!({"user": {"id": 7}, "n": 3}));
         assert_eq!(conformed, json!({"user": "{\"id\":7}", "n": 3}));
+    }
+
+    #[test]
+    fn observing_bytes_matches_observing_values() {
+        let values = [
+            json!({"user": "ana", "n": 1, "tags": ["a"], "deep": {"x": 1}}),
+            json!({"n": 2.5, "extra": true, "deep": {"y": [1, 2.5]}}),
+            json!({"user": {"id": 7}, "tags": "solo", "big": 18446744073709551615u64}),
+            json!([1, 2]),
+            json!("scalar"),
+        ];
+        let (mut from_values, mut from_bytes) = (JsonType::Null, JsonType::Null);
+        for value in &values {
+            from_values.observe(value);
+            from_bytes.observe_bytes(value.to_string().as_bytes());
+        }
+        assert_eq!(from_bytes, from_values);
+        from_bytes.observe_bytes(b"{\"user\": \"x\", broken");
+        assert_eq!(from_bytes, from_values, "what a broken value showed was already known");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 """Tiered storage seen by real clients.
 
-  tiered.py produce BOOTSTRAP TOPIC COUNT      create a tiered JSON topic, produce COUNT records
+  tiered.py produce BOOTSTRAP TOPIC COUNT [RF] create a tiered JSON topic, produce COUNT records
   tiered.py consume BOOTSTRAP TOPIC COUNT      read every partition from offset 0, compare
   tiered.py parquet TOPIC ENDS DIR             pyarrow reads the tiered files under DIR
   tiered.py parquet-s3 TOPIC ENDS ENDPOINT BUCKET PREFIX KEY SECRET
@@ -26,7 +26,7 @@ def record(partition, index):
     return key, value.encode(), headers, timestamp
 
 
-def produce(bootstrap, topic, count):
+def produce(bootstrap, topic, count, replication=1):
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -39,10 +39,14 @@ def produce(bootstrap, topic, count):
         # The records' timestamps are fixed (2023), so time retention must not apply.
         "retention.ms": "-1",
     }
-    futures = admin.create_topics([NewTopic(topic, PARTITIONS, 1, config=configs)])
+    futures = admin.create_topics([NewTopic(topic, PARTITIONS, replication, config=configs)])
     for future in futures.values():
-        future.result(timeout=30)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4"})
+        try:
+            future.result(timeout=30)
+        except Exception as error:  # created beforehand (a cluster test creates it once brokers are up)
+            if "TOPIC_ALREADY_EXISTS" not in str(error):
+                raise
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4", "acks": "all"})
     per_partition = count // PARTITIONS
     for index in range(per_partition):
         for partition in range(PARTITIONS):
@@ -140,7 +144,7 @@ def parquet_s3(topic, ends, endpoint, bucket, prefix, key, secret):
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "produce":
-        produce(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        produce(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else 1)
     elif mode == "consume":
         consume(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif mode == "parquet":

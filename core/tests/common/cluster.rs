@@ -21,6 +21,8 @@ pub struct Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     voters: String,
+    /// `serve` flags every node gets besides its own.
+    extra_args: Vec<String>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -32,6 +34,12 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts `size` nodes, ids 1..=size, all voters, under `root`.
     pub fn start(root: &Path, size: i32) -> Self {
+        Self::start_with_args(root, size, &[])
+    }
+
+    /// [`Self::start`] with extra `serve` flags for every node.
+    pub fn start_with_args(root: &Path, size: i32, extra_args: &[&str]) -> Self {
+        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
         let mut nodes: Vec<Node> = (1..=size)
             .map(|id| Node {
                 id,
@@ -43,10 +51,10 @@ impl Cluster {
             .collect();
         let voters = nodes.iter().map(|n| format!("{}@{}", n.id, n.controller)).collect::<Vec<_>>().join(",");
         for node in &mut nodes {
-            node.process = Some(spawn(node, &voters));
+            node.process = Some(spawn(node, &voters, &extra_args));
         }
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        Self { nodes, voters, runtime }
+        Self { nodes, voters, extra_args, runtime }
     }
 
     /// Every node's Kafka address, for a client's bootstrap list.
@@ -69,7 +77,7 @@ impl Cluster {
             data_dir: root.join(format!("node-{id}")),
             process: None,
         };
-        node.process = Some(spawn(&node, &self.voters));
+        node.process = Some(spawn(&node, &self.voters, &self.extra_args));
         self.nodes.push(node);
     }
 
@@ -81,9 +89,10 @@ impl Cluster {
     /// Starts node `id` again on its addresses and data.
     pub fn restart(&mut self, id: i32) {
         let voters = self.voters.clone();
+        let extra_args = self.extra_args.clone();
         let node = self.node(id);
         assert!(node.process.is_none(), "node {id} is running");
-        node.process = Some(spawn(node, &voters));
+        node.process = Some(spawn(node, &voters, &extra_args));
     }
 
     /// SIGTERM every running node; each must exit cleanly.
@@ -153,10 +162,10 @@ impl Cluster {
     }
 }
 
-fn spawn(node: &Node, voters: &str) -> ServerProcess {
+fn spawn(node: &Node, voters: &str, extra_args: &[String]) -> ServerProcess {
     let id = node.id.to_string();
-    ServerProcess::spawn(
-        &node.data_dir,
-        &["--node-id", &id, "--listen", &node.listen, "--controller-listen", &node.controller, "--voters", voters],
-    )
+    let mut args =
+        vec!["--node-id", &id, "--listen", &node.listen, "--controller-listen", &node.controller, "--voters", voters];
+    args.extend(extra_args.iter().map(String::as_str));
+    ServerProcess::spawn(&node.data_dir, &args)
 }
