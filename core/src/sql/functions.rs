@@ -82,7 +82,9 @@ impl ExprPlanner for BytesJsonOperators {
                 | BinaryOperator::Question
         );
         if json_operator && expr.left.get_type(schema).is_ok_and(|t| is_bytes(&t)) {
-            expr.left = as_text(expr.left);
+            // A plain CAST here, which the JSON planner leaves out of the column's name
+            // (`value ->> 'user'`); `BytesAsJsonText` makes it a TRY_CAST before it runs.
+            expr.left = Expr::Cast(datafusion::logical_expr::expr::Cast::new(Box::new(expr.left), DataType::Utf8));
         }
         Ok(PlannerResult::Original(expr))
     }
@@ -106,13 +108,22 @@ impl FunctionRewrite for BytesAsJsonText {
             None => return Ok(Transformed::no(expr)),
         };
         let mut args = call.args.clone();
-        let bytes = args.first().is_some_and(|a| a.get_type(schema).is_ok_and(|t| is_bytes(&t)));
+        let of_bytes = |e: &Expr| e.get_type(schema).is_ok_and(|t| is_bytes(&t));
+        let text = match args.first() {
+            Some(first) if of_bytes(first) => Some(as_text(first.clone())),
+            // The operators' CAST of bytes (see `BytesJsonOperators`): NULL, not an error,
+            // for bytes that are not UTF-8.
+            Some(Expr::Cast(cast)) if *cast.field.data_type() == DataType::Utf8 && of_bytes(&cast.expr) => {
+                Some(as_text((*cast.expr).clone()))
+            }
+            _ => None,
+        };
         let unwrapped = !Arc::ptr_eq(&func, &call.func);
-        if !bytes && !unwrapped {
+        if text.is_none() && !unwrapped {
             return Ok(Transformed::no(expr));
         }
-        if bytes {
-            args[0] = as_text(args[0].clone());
+        if let Some(text) = text {
+            args[0] = text;
         }
         Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(func, args))))
     }
