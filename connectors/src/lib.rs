@@ -1,5 +1,14 @@
 //! Headwater Connect: config-file driven sources and sinks.
 //!
-//! Nothing is implemented here yet. The plan (see `ARCHITECTURE.md`) is source and sink
-//! traits, a runtime that runs their tasks with offsets kept in topics, converters,
-//! single-message transforms and a dead-letter topic.
+//! Built so far: [`config`], a connector's settings from TOML, JSON or Kafka Connect's
+//! `.properties` files, and [`converter`], keys and values between topic bytes and
+//! connector data (JSON with or without schemas, string, bytes). Still to come with its
+//! issue: the source and sink traits, the runtime (offsets in topics, retries,
+//! dead-letter topic), single-message transforms, the built-in connectors and the
+//! `headwater-connect` binary.
+
+pub mod config;
+pub mod converter;
+
+pub use config::{ConfigError, ConnectorConfig};
+pub use converter::{ConvertError, Converter, Data};
