@@ -302,6 +302,15 @@ fn push_escaped(out: &mut String, c: char, rest: &mut std::iter::Peekable<std::s
     }
 }
 
+/// A config named `c` of class `class` with `pairs` as its other settings, for tests.
+#[cfg(test)]
+pub(crate) fn test_config(class: &str, pairs: &[(&str, &str)]) -> ConnectorConfig {
+    let mut settings: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    settings.insert("name".into(), "c".into());
+    settings.insert("connector.class".into(), class.into());
+    ConnectorConfig::from_settings(settings).expect("a valid test config")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

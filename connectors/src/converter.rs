@@ -169,14 +169,9 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn config(pairs: &[(&str, &str)]) -> ConnectorConfig {
-        let mut settings: BTreeMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        settings.insert("name".into(), "c".into());
-        settings.insert("connector.class".into(), "file-sink".into());
-        ConnectorConfig::from_settings(settings).unwrap()
+        crate::config::test_config("file-sink", pairs)
     }
 
     #[test]

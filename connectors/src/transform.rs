@@ -316,14 +316,9 @@ fn format_timestamp(timestamp_ms: i64, pattern: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn config(pairs: &[(&str, &str)]) -> ConnectorConfig {
-        let mut settings: BTreeMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        settings.insert("name".into(), "c".into());
-        settings.insert("connector.class".into(), "file-source".into());
-        ConnectorConfig::from_settings(settings).unwrap()
+        crate::config::test_config("file-source", pairs)
     }
 
     fn record(value: Value) -> ConnectRecord {
