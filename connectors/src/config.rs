@@ -8,8 +8,10 @@
 //!  connect-file-source.properties   name=local-file-source / connector.class=FileStreamSource
 //! ```
 //!
-//! TOML tables flatten into dotted names (`[errors] tolerance` is `errors.tolerance`), and
-//! JSON may be Kafka Connect's REST shape (`name` + `config`) or one flat object. Values of
+//! TOML tables flatten into dotted names (`[errors] tolerance` is `errors.tolerance`); a
+//! setting whose name also starts others' (`value.converter` beside
+//! `value.converter.schemas.enable`) is written as one quoted key for the longer names, since
+//! TOML cannot make one key both a value and a table. JSON may be Kafka Connect's REST shape (`name` + `config`) or one flat object. Values of
 //! any scalar type become strings, as Kafka Connect keeps them.
 
 use std::collections::BTreeMap;
@@ -159,7 +161,22 @@ fn scalar_text(value: &toml::Value) -> Option<String> {
 }
 
 fn flatten_toml(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        let mut message = e.message().to_string();
+        if let Some(span) = e.span() {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            message = format!("line {line}: {message}");
+        }
+        if message.contains("dotted key") || message.contains("duplicate key") {
+            // Kafka's names make one setting the prefix of others (`value.converter` and
+            // `value.converter.schemas.enable`), which TOML's dotted keys cannot express.
+            message.push_str(
+                " (a setting whose name is also the start of others is written as one quoted key: \
+                 \"value.converter.schemas.enable\" = false)",
+            );
+        }
+        message
+    })?;
     let mut out = BTreeMap::new();
     fn walk(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) -> Result<(), String> {
         for (key, value) in table {

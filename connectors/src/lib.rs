@@ -1,21 +1,35 @@
-//! Headwater Connect: config-file driven sources and sinks.
+//! Headwater Connect: config-file driven sources and sinks, Kafka Connect's job.
 //!
-//! Built so far: [`config`], a connector's settings from TOML, JSON or Kafka Connect's
-//! `.properties` files, and [`converter`], keys and values between topic bytes and
-//! connector data (JSON with or without schemas, string, bytes), [`record`] and
-//! [`transform`] (Kafka Connect's single-message transforms and predicates), [`errors`]
-//! (`errors.tolerance`, the dead-letter topic, retries with backoff). Still to come
-//! with its issue: the source and sink traits, the runtime (offsets in topics, retries,
-//! dead-letter topic), the built-in connectors and the `headwater-connect` binary.
+//! | Module | Owns |
+//! | --- | --- |
+//! | [`config`] | a connector's settings from TOML, JSON or `.properties` files |
+//! | [`definition`] | a connector's settings table: types, defaults, validation |
+//! | [`connector`] | the source and sink traits (connector and task) |
+//! | [`converter`] | keys and values between topic bytes and connector data |
+//! | [`record`] | the record connectors and transforms see |
+//! | [`transform`] | single-message transforms and predicates |
+//! | [`errors`] | `errors.tolerance`, the dead-letter topic, retries |
+//! | [`runtime`] | running tasks: offsets, commits, retries, statuses |
+//! | [`plugins`] | the built-in connectors by class name |
+//! | [`file`] | `file-source`, `file-sink` |
 
 pub mod config;
+pub mod connector;
 pub mod converter;
+pub mod definition;
 pub mod errors;
+pub mod file;
+pub mod plugins;
 pub mod record;
+pub mod runtime;
 pub mod transform;
 
 pub use config::{ConfigError, ConnectorConfig};
+pub use connector::{
+    Connector, ConnectorType, Plugin, SinkConnector, SinkTask, SourceConnector, SourceTask, TaskError,
+};
 pub use converter::{ConvertError, Converter, Data};
 pub use errors::{ErrorPolicy, Tolerance};
 pub use record::ConnectRecord;
+pub use runtime::{Runtime, RuntimeError, WorkerConfig};
 pub use transform::{Chain, TransformError};

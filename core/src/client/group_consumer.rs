@@ -197,6 +197,17 @@ impl GroupConsumer {
         self.consumer.assignment()
     }
 
+    /// Stops fetching from these partitions (Kafka's `pause`); the member stays in the
+    /// group, and polls go on driving heartbeats and rebalances.
+    pub fn pause(&mut self, partitions: impl IntoIterator<Item = (String, i32)>) {
+        self.consumer.pause(partitions);
+    }
+
+    /// Fetches from paused partitions again.
+    pub fn resume(&mut self, partitions: impl IntoIterator<Item = (String, i32)>) {
+        self.consumer.resume(partitions);
+    }
+
     pub fn member_id(&self) -> &str {
         &self.member_id
     }
@@ -392,7 +403,7 @@ impl GroupConsumer {
         }
         let mut attempt = 0;
         let committed = loop {
-            match self.fetch_committed(partitions).await {
+            match Self::fetch_committed(&self.coordinator, &self.config.group_id, partitions).await {
                 Ok(committed) => break committed,
                 Err(ClientError::Broker { code, .. }) if coordinator_code(code) && attempt < 50 => {
                     attempt += 1;
@@ -413,13 +424,19 @@ impl GroupConsumer {
     }
 
     /// OffsetFetch for `partitions`; a group- or partition-level error is an error.
-    async fn fetch_committed(&self, partitions: &[(String, i32)]) -> Result<Vec<(String, i32, i64)>, ClientError> {
+    /// Takes the coordinator and group rather than `&self`, so that the future is `Send`
+    /// without `GroupConsumer` being `Sync` (its prefetches are not).
+    async fn fetch_committed(
+        coordinator: &Connection,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<(String, i32, i64)>, ClientError> {
         let failed = |code: i16| ClientError::Broker { api: "OffsetFetch", code };
         let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         for (topic, partition) in partitions {
             by_topic.entry(topic.clone()).or_default().push(*partition);
         }
-        let version = self.coordinator.version(kafka_protocol::messages::ApiKey::OffsetFetch).unwrap_or(1);
+        let version = coordinator.version(kafka_protocol::messages::ApiKey::OffsetFetch).unwrap_or(1);
         let committed = if version >= 8 {
             // Version 8 batches groups.
             use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
@@ -430,10 +447,10 @@ impl GroupConsumer {
                 })
                 .collect();
             let group = OffsetFetchRequestGroup::default()
-                .with_group_id(GroupId(str_bytes(&self.config.group_id)))
+                .with_group_id(GroupId(str_bytes(group_id)))
                 .with_member_epoch(-1)
                 .with_topics(Some(topics));
-            let response = self.coordinator.send(OffsetFetchRequest::default().with_groups(vec![group])).await?;
+            let response = coordinator.send(OffsetFetchRequest::default().with_groups(vec![group])).await?;
             let mut committed = Vec::new();
             for group in response.groups {
                 if group.error_code != 0 {
@@ -456,10 +473,9 @@ impl GroupConsumer {
                     OffsetFetchRequestTopic::default().with_name(TopicName(str_bytes(&t))).with_partition_indexes(ps)
                 })
                 .collect();
-            let request = OffsetFetchRequest::default()
-                .with_group_id(GroupId(str_bytes(&self.config.group_id)))
-                .with_topics(Some(topics));
-            let response = self.coordinator.send(request).await?;
+            let request =
+                OffsetFetchRequest::default().with_group_id(GroupId(str_bytes(group_id))).with_topics(Some(topics));
+            let response = coordinator.send(request).await?;
             if response.error_code != 0 {
                 return Err(failed(response.error_code));
             }

@@ -1,0 +1,139 @@
+//! `headwater-connect`: runs connectors from config files.
+//!
+//! ```text
+//! headwater-connect run --bootstrap 127.0.0.1:9092 file-source.toml file-sink.toml
+//! headwater-connect validate pg-sink.json
+//! headwater-connect plugins
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use headwater_connectors::{ConnectorConfig, Runtime, WorkerConfig, plugins, runtime};
+
+#[derive(Parser)]
+#[command(
+    name = "headwater-connect",
+    version,
+    about = "Moves data between topics and the world, driven by config files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Standalone mode: runs the connectors in these files until SIGINT or SIGTERM.
+    Run {
+        /// The broker to connect to (`bootstrap.servers`).
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        /// Where source offsets are kept (`offset.storage.topic`).
+        #[arg(long, default_value = "connect-offsets")]
+        offsets_topic: String,
+        /// How often tasks commit offsets (`offset.flush.interval.ms`); they also commit
+        /// when they stop.
+        #[arg(long, default_value_t = 60_000)]
+        offset_flush_interval_ms: u64,
+        /// Connector configs: TOML, JSON or Kafka Connect `.properties` files.
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+    },
+    /// Checks connector configs and prints every problem found.
+    Validate {
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+    },
+    /// Lists the connector classes and their settings.
+    Plugins,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { bootstrap, offsets_topic, offset_flush_interval_ms, configs } => {
+            let configs = read_configs(&configs)?;
+            let worker = WorkerConfig {
+                offsets_topic,
+                offset_flush_interval: Duration::from_millis(offset_flush_interval_ms.max(1)),
+                ..WorkerConfig::new(&bootstrap)
+            };
+            tokio::runtime::Runtime::new()?.block_on(run(worker, configs))
+        }
+        Command::Validate { configs } => {
+            let configs = read_configs(&configs)?;
+            for config in &configs {
+                println!("{}: ok ({})", config.name, config.class);
+            }
+            Ok(())
+        }
+        Command::Plugins => {
+            for plugin in plugins::all() {
+                println!("{} ({})", plugin.class, serde_json::to_value(plugin.connector_type)?.as_str().unwrap_or(""));
+                for setting in &plugin.definition.settings {
+                    let default = setting.default.map_or_else(|| "required".to_string(), |d| format!("default {d:?}"));
+                    println!(
+                        "  {:<28} {:<8} {:<18} {}",
+                        setting.name,
+                        format!("{:?}", setting.kind),
+                        default,
+                        setting.doc
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads and validates every file before anything starts, so a typo in the third file
+/// does not leave the first two running.
+fn read_configs(paths: &[PathBuf]) -> anyhow::Result<Vec<ConnectorConfig>> {
+    let mut configs: Vec<ConnectorConfig> = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        match ConnectorConfig::from_file(path) {
+            Ok(config) => {
+                if let Err(error) = runtime::validate(&config) {
+                    problems.push(format!("{}: {error}", path.display()));
+                } else if configs.iter().any(|c| c.name == config.name) {
+                    problems.push(format!("{}: a second connector named {}", path.display(), config.name));
+                } else {
+                    configs.push(config);
+                }
+            }
+            Err(error) => problems.push(error.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("invalid connector configs:\n  {}", problems.join("\n  "));
+    }
+    Ok(configs)
+}
+
+async fn run(worker: WorkerConfig, configs: Vec<ConnectorConfig>) -> anyhow::Result<()> {
+    let bootstrap = worker.bootstrap.clone();
+    let runtime = Runtime::new(worker).await.with_context(|| format!("cannot start against {bootstrap}"))?;
+    let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+    for config in configs {
+        let name = config.name.clone();
+        runtime.start_connector(config).await.with_context(|| format!("cannot start connector {name}"))?;
+    }
+    println!("headwater-connect running {} connector(s): {}", names.len(), names.join(", "));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("stopping: tasks commit their offsets");
+    runtime.stop_all().await;
+    println!("headwater-connect stopped cleanly");
+    Ok(())
+}

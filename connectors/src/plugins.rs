@@ -1,0 +1,35 @@
+//! The connector classes this worker knows, by the short names configs use in
+//! `connector.class` (Kafka's class names are aliased to them in [`crate::config`]).
+
+use std::sync::Arc;
+
+use crate::connector::{Connector, ConnectorType, Plugin};
+use crate::converter::Converter;
+use crate::file;
+
+/// Every built-in connector.
+pub fn all() -> Vec<Plugin> {
+    vec![
+        Plugin {
+            class: "file-source",
+            connector_type: ConnectorType::Source,
+            definition: file::source::definition(),
+            key_converter: Converter::String,
+            value_converter: Converter::String,
+            make: || Connector::Source(Arc::new(file::FileSource)),
+        },
+        Plugin {
+            class: "file-sink",
+            connector_type: ConnectorType::Sink,
+            definition: file::sink::definition(),
+            key_converter: Converter::String,
+            value_converter: Converter::String,
+            make: || Connector::Sink(Arc::new(file::FileSink)),
+        },
+    ]
+}
+
+/// The plugin for a `connector.class`.
+pub fn find(class: &str) -> Option<Plugin> {
+    all().into_iter().find(|p| p.class == class)
+}
