@@ -57,6 +57,10 @@ const CLASS_ALIASES: &[(&str, &str)] = &[
     ("FileStreamSink", "file-sink"),
     ("FileStreamSinkConnector", "file-sink"),
     ("org.apache.kafka.connect.file.FileStreamSinkConnector", "file-sink"),
+    ("JdbcSinkConnector", "postgres-sink"),
+    ("io.confluent.connect.jdbc.JdbcSinkConnector", "postgres-sink"),
+    ("JdbcSourceConnector", "postgres-source"),
+    ("io.confluent.connect.jdbc.JdbcSourceConnector", "postgres-source"),
     ("MirrorSourceConnector", "mirror-source"),
     ("org.apache.kafka.connect.mirror.MirrorSourceConnector", "mirror-source"),
 ];

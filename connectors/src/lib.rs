@@ -12,6 +12,7 @@
 //! | [`runtime`] | running tasks: offsets, commits, retries, statuses |
 //! | [`plugins`] | the built-in connectors by class name |
 //! | [`file`] | `file-source`, `file-sink` |
+//! | [`postgres`] | `postgres-sink` (upserts), `postgres-source` (incrementing / timestamp queries) |
 
 pub mod config;
 pub mod connector;
@@ -20,6 +21,7 @@ pub mod definition;
 pub mod errors;
 pub mod file;
 pub mod plugins;
+pub mod postgres;
 pub mod record;
 pub mod runtime;
 pub mod transform;

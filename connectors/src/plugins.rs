@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::connector::{Connector, ConnectorType, Plugin};
 use crate::converter::Converter;
-use crate::file;
+use crate::{file, postgres};
 
 /// Every built-in connector.
 pub fn all() -> Vec<Plugin> {
@@ -25,6 +25,22 @@ pub fn all() -> Vec<Plugin> {
             key_converter: Converter::String,
             value_converter: Converter::String,
             make: || Connector::Sink(Arc::new(file::FileSink)),
+        },
+        Plugin {
+            class: "postgres-sink",
+            connector_type: ConnectorType::Sink,
+            definition: postgres::sink::definition(),
+            key_converter: Converter::Json { schemas: false },
+            value_converter: Converter::Json { schemas: false },
+            make: || Connector::Sink(Arc::new(postgres::PostgresSink)),
+        },
+        Plugin {
+            class: "postgres-source",
+            connector_type: ConnectorType::Source,
+            definition: postgres::source::definition(),
+            key_converter: Converter::Json { schemas: false },
+            value_converter: Converter::Json { schemas: false },
+            make: || Connector::Source(Arc::new(postgres::PostgresSource)),
         },
     ]
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -126,13 +128,18 @@ pub fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
 }
 
-/// Every record of a topic's partitions, read from the start to the current end.
+/// Every record of a topic's partitions, read from the start to the current end (none
+/// while the topic does not exist).
 pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<headwater_core::client::ConsumerRecord> {
     use headwater_core::client::{Admin, Consumer, ConsumerConfig, OffsetReset};
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let admin = Admin::connect(bootstrap).await.expect("admin");
-        let topics = admin.topics(Some(&[topic.to_string()])).await.expect("topic exists");
+        let topics = match admin.topics(Some(&[topic.to_string()])).await {
+            Ok(topics) => topics,
+            Err(headwater_core::client::ClientError::UnknownTopic { .. }) => return Vec::new(),
+            Err(error) => panic!("metadata for {topic}: {error}"),
+        };
         let partitions: Vec<(String, i32)> =
             topics[0].partitions.iter().map(|p| (topic.to_string(), p.partition)).collect();
         let mut consumer = Consumer::connect(ConsumerConfig {
@@ -153,4 +160,26 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<headwater_core::client::C
         }
         records
     })
+}
+
+/// Produces records (key, value) to a topic and waits until they are acknowledged.
+pub fn produce(bootstrap: &str, topic: &str, records: &[(Option<&str>, Option<&str>)]) {
+    use headwater_core::client::{Producer, ProducerConfig};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let producer =
+            Producer::connect(ProducerConfig { bootstrap: bootstrap.to_string(), ..ProducerConfig::default() })
+                .await
+                .expect("producer");
+        let mut deliveries = Vec::new();
+        for (key, value) in records {
+            let key = key.map(|k| bytes::Bytes::copy_from_slice(k.as_bytes()));
+            let value = value.map(|v| bytes::Bytes::copy_from_slice(v.as_bytes()));
+            deliveries.push(producer.send(topic, key, value, Vec::new()).await.expect("send"));
+        }
+        producer.flush().await.expect("flush");
+        for delivery in deliveries {
+            delivery.await.expect("acknowledged");
+        }
+    });
 }
