@@ -12,6 +12,7 @@
 //! | [`runtime`] | running tasks: offsets, commits, retries, statuses |
 //! | [`plugins`] | the built-in connectors by class name |
 //! | [`file`] | `file-source`, `file-sink` |
+//! | [`http`] | `http-source` (an endpoint answering once records are acknowledged), `http-sink` (batches with retries) |
 //! | [`postgres`] | `postgres-sink` (upserts), `postgres-source` (incrementing / timestamp queries) |
 
 pub mod config;
@@ -20,6 +21,7 @@ pub mod converter;
 pub mod definition;
 pub mod errors;
 pub mod file;
+pub mod http;
 pub mod plugins;
 pub mod postgres;
 pub mod record;

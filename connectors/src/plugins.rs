@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::connector::{Connector, ConnectorType, Plugin};
 use crate::converter::Converter;
-use crate::{file, postgres};
+use crate::{file, http, postgres};
 
 /// Every built-in connector.
 pub fn all() -> Vec<Plugin> {
@@ -41,6 +41,22 @@ pub fn all() -> Vec<Plugin> {
             key_converter: Converter::Json { schemas: false },
             value_converter: Converter::Json { schemas: false },
             make: || Connector::Source(Arc::new(postgres::PostgresSource)),
+        },
+        Plugin {
+            class: "http-source",
+            connector_type: ConnectorType::Source,
+            definition: http::source::definition(),
+            key_converter: Converter::Json { schemas: false },
+            value_converter: Converter::Json { schemas: false },
+            make: || Connector::Source(Arc::new(http::HttpSource)),
+        },
+        Plugin {
+            class: "http-sink",
+            connector_type: ConnectorType::Sink,
+            definition: http::sink::definition(),
+            key_converter: Converter::Json { schemas: false },
+            value_converter: Converter::Json { schemas: false },
+            make: || Connector::Sink(Arc::new(http::HttpSink)),
         },
     ]
 }

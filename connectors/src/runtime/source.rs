@@ -114,10 +114,10 @@ impl SourceWorker {
                 let item = send(ctx, &producer, record).await?;
                 pipeline.outstanding.push_back(item);
                 if pipeline.outstanding.len() >= MAX_OUTSTANDING {
-                    pipeline.settle(ctx, Settle::Oldest).await?;
+                    pipeline.settle(ctx, task, Settle::Oldest).await?;
                 }
             }
-            pipeline.settle(ctx, Settle::Ready).await?;
+            pipeline.settle(ctx, task, Settle::Ready).await?;
             if last_commit.elapsed() >= ctx.worker.offset_flush_interval {
                 last_commit = Instant::now();
                 pipeline.commit(ctx, task, store, &producer).await?;
@@ -195,7 +195,7 @@ impl Pipeline {
     ) -> Result<(), TaskError> {
         if !self.outstanding.is_empty() {
             producer.flush().await.map_err(TaskError::fatal)?;
-            self.settle(ctx, Settle::All).await?;
+            self.settle(ctx, task, Settle::All).await?;
         }
         if self.acked.is_empty() {
             return Ok(());
@@ -223,7 +223,7 @@ impl Pipeline {
 
     /// Moves settled records from the front of `outstanding` into `acked`. A failed
     /// delivery fails the task unless errors are tolerated.
-    async fn settle(&mut self, ctx: &TaskContext, mode: Settle) -> Result<(), TaskError> {
+    async fn settle(&mut self, ctx: &TaskContext, task: &mut dyn SourceTask, mode: Settle) -> Result<(), TaskError> {
         let (outstanding, acked) = (&mut self.outstanding, &mut self.acked);
         let mut waited = false;
         while let Some(front) = outstanding.front() {
@@ -234,6 +234,7 @@ impl Pipeline {
             }
             waited = true;
             let item = outstanding.pop_front().expect("front exists");
+            let mut written = item.delivery.is_some();
             if let Some(delivery) = item.delivery
                 && let Err(error) = delivery.await
             {
@@ -241,7 +242,9 @@ impl Pipeline {
                     return Err(TaskError::Fatal(format!("a record could not be produced: {error}")));
                 }
                 tracing::warn!(connector = %ctx.connector, task = ctx.task_id, "skipping a record that could not be produced: {error}");
+                written = false;
             }
+            task.commit_record(&item.offset, written);
             acked.insert(canonical(&item.partition), (item.partition, item.offset));
         }
         Ok(())
