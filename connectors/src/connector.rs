@@ -183,11 +183,26 @@ pub trait SinkTask: Send {
     /// Takes records, in offset order per partition. They need not be durable before
     /// [`Self::flush`]. After a retriable error the same records come again. Records it could not deliver (a row a database refused) are
     /// returned, and the runtime applies `errors.tolerance` to them; an error fails (or,
-    /// if retriable, retries) the whole batch.
+    /// if retriable, retries) the whole batch. A poll that brought nothing calls it with no
+    /// records, so time-based work runs while a topic is idle.
     async fn put(&mut self, records: &[ConnectRecord]) -> Result<Vec<RecordFailure>, TaskError>;
 
-    /// Makes every record put so far durable; their offsets are committed after it.
+    /// Makes the records put so far durable; their offsets are committed after it, up to
+    /// what [`Self::committable`] allows.
     async fn flush(&mut self) -> Result<(), TaskError>;
+
+    /// For a task that keeps records past a flush (a file still being filled): the next
+    /// offset it may have committed, per partition it holds records of. Partitions not named
+    /// are committed up to everything put. Kafka's `preCommit`.
+    fn committable(&self) -> BTreeMap<(String, i32), i64> {
+        BTreeMap::new()
+    }
+
+    /// The task is stopping or giving up its partitions (a rebalance): make everything put
+    /// durable. By default, a flush.
+    async fn close(&mut self) -> Result<(), TaskError> {
+        self.flush().await
+    }
 
     async fn stop(&mut self) {}
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::connector::{Connector, ConnectorType, Plugin};
 use crate::converter::Converter;
-use crate::{file, http, postgres};
+use crate::{file, http, parquet, postgres};
 
 /// Every built-in connector.
 pub fn all() -> Vec<Plugin> {
@@ -57,6 +57,14 @@ pub fn all() -> Vec<Plugin> {
             key_converter: Converter::Json { schemas: false },
             value_converter: Converter::Json { schemas: false },
             make: || Connector::Sink(Arc::new(http::HttpSink)),
+        },
+        Plugin {
+            class: "parquet-sink",
+            connector_type: ConnectorType::Sink,
+            definition: parquet::sink::definition(),
+            key_converter: Converter::Bytes,
+            value_converter: Converter::Json { schemas: false },
+            make: || Connector::Sink(Arc::new(parquet::ParquetSink)),
         },
     ]
 }

@@ -73,6 +73,9 @@ impl FileSinkTask {
 #[async_trait]
 impl SinkTask for FileSinkTask {
     async fn put(&mut self, records: &[ConnectRecord]) -> Result<Vec<RecordFailure>, TaskError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
         let path = self.path.display().to_string();
         let writer = self.writer().await?;
         let io = |e: std::io::Error| TaskError::Retriable(format!("writing {path}: {e}"));

@@ -190,6 +190,9 @@ impl HttpSinkTask {
 #[async_trait]
 impl SinkTask for HttpSinkTask {
     async fn put(&mut self, records: &[ConnectRecord]) -> Result<Vec<RecordFailure>, TaskError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut failures = Vec::new();
         for (chunk_index, chunk) in records.chunks(self.batch_size).enumerate() {
             if let Err(reason) = self.send(chunk).await {

@@ -405,6 +405,9 @@ impl SinkTask for PostgresSinkTask {
     }
 
     async fn put(&mut self, records: &[ConnectRecord]) -> Result<Vec<RecordFailure>, TaskError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut failures = Vec::new();
         // Per table, in record order.
         let mut by_table: BTreeMap<String, Vec<Op>> = BTreeMap::new();

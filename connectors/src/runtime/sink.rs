@@ -124,7 +124,7 @@ async fn drive(
             Target::Running => {}
         }
         if consumer.rebalance_wanted() {
-            if let Err(error) = commit(ctx, task, &mut consumer, &mut uncommitted, dead_letters.as_mut()).await {
+            if let Err(error) = commit(ctx, task, &mut consumer, &mut uncommitted, dead_letters.as_mut(), true).await {
                 break Err(error);
             }
             if let Err(error) = consumer.rebalance().await {
@@ -144,20 +144,20 @@ async fn drive(
                 continue;
             }
         };
-        if !records.is_empty()
-            && let Err(error) = deliver(ctx, task, &records, &mut uncommitted, dead_letters.as_mut()).await
-        {
+        // A poll that brought nothing still reaches the task (with no records), as in Kafka
+        // Connect, so that time-based work (a file rolled by age) runs on an idle topic.
+        if let Err(error) = deliver(ctx, task, &records, &mut uncommitted, dead_letters.as_mut()).await {
             break Err(error);
         }
         if last_commit.elapsed() >= ctx.worker.offset_flush_interval {
             last_commit = Instant::now();
-            if let Err(error) = commit(ctx, task, &mut consumer, &mut uncommitted, dead_letters.as_mut()).await {
+            if let Err(error) = commit(ctx, task, &mut consumer, &mut uncommitted, dead_letters.as_mut(), false).await {
                 break Err(error);
             }
         }
     };
     let result = match result {
-        Ok(()) => commit(ctx, task, &mut consumer, &mut uncommitted, dead_letters.as_mut()).await,
+        Ok(()) => commit(ctx, task, &mut consumer, &mut uncommitted, dead_letters.as_mut(), true).await,
         failed => failed,
     };
     // Leaving at once lets the group give the partitions to another task without waiting
@@ -190,7 +190,7 @@ async fn deliver(
             Err((stage, error)) => skip(ctx, dead_letters.as_deref_mut(), consumed, stage, error.as_ref()).await?,
         }
     }
-    if batch.is_empty() {
+    if batch.is_empty() && !records.is_empty() {
         return Ok(());
     }
     let mut attempt = 0u32;
@@ -263,20 +263,23 @@ async fn skip(
     Ok(())
 }
 
-/// Flushes the task and the dead-letter topic, then commits the offsets they cover.
+/// Flushes the task (closes it, when it is giving up its partitions) and the dead-letter
+/// topic, then commits the offsets they cover.
 async fn commit(
     ctx: &TaskContext,
     task: &mut dyn SinkTask,
     consumer: &mut GroupConsumer,
     uncommitted: &mut Uncommitted,
     dead_letters: Option<&mut DeadLetters>,
+    closing: bool,
 ) -> Result<(), TaskError> {
     if uncommitted.offsets.is_empty() {
         return Ok(());
     }
     let mut attempt = 0u32;
     loop {
-        match task.flush().await {
+        let flushed = if closing { task.close().await } else { task.flush().await };
+        match flushed {
             Ok(()) => break,
             Err(TaskError::Retriable(message)) => {
                 attempt += 1;
@@ -293,9 +296,16 @@ async fn commit(
     // Offsets of partitions this member no longer owns are another's to commit now.
     let owned: std::collections::BTreeSet<(String, i32)> = consumer.assignment().into_iter().collect();
     uncommitted.offsets.retain(|tp, _| owned.contains(tp));
-    let offsets: Vec<(String, i32, i64)> = uncommitted.offsets.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect();
+    let limits = task.committable();
+    let offsets: Vec<(String, i32, i64)> = uncommitted
+        .offsets
+        .iter()
+        .map(|(tp, next)| (tp.0.clone(), tp.1, limits.get(tp).map_or(*next, |limit| (*limit).min(*next))))
+        .collect();
     match consumer.commit_offsets(&offsets).await {
-        Ok(()) => uncommitted.offsets.clear(),
+        // A partition whose records the task still holds stays, to be committed further
+        // once they are durable.
+        Ok(()) => uncommitted.offsets.retain(|tp, next| limits.get(tp).is_some_and(|limit| limit < next)),
         // The group is moving (a rebalance, a coordinator change): the records are flushed,
         // and the offsets are committed by the next commit if this member keeps the
         // partitions; if not, the next owner delivers them again (at least once).

@@ -100,9 +100,77 @@ pub fn start_broker(data_dir: &Path) -> (Process, String) {
 
 /// `headwater-connect run` with these configs, once it says its connectors run.
 pub fn start_connect(bootstrap: &str, configs: &[&Path], extra: &[&str]) -> Process {
+    start_connect_with_env(bootstrap, configs, extra, &[])
+}
+
+/// [`start_connect`] with extra environment variables (object store credentials).
+pub fn start_connect_with_env(bootstrap: &str, configs: &[&Path], extra: &[&str], env: &[(&str, &str)]) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_headwater-connect"));
     command.args(["run", "--bootstrap", bootstrap]).args(extra).args(configs).env("RUST_LOG", "warn");
+    command.envs(env.iter().copied());
     Process::spawn(command, "headwater-connect running").0
+}
+
+/// Creates a topic with `partitions` partitions.
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let admin = headwater_core::client::Admin::connect(bootstrap).await.expect("admin");
+        admin.create_topic(topic, partitions, &std::collections::BTreeMap::new()).await.expect("create topic");
+    });
+}
+
+/// A real S3-compatible server (s3s-fs, which scripts/test installs) on a free port,
+/// keeping objects as files under `dir/<bucket>`.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+pub const S3_ACCESS_KEY: &str = "headwater-test";
+pub const S3_SECRET_KEY: &str = "headwater-test-secret";
+
+impl S3Server {
+    pub fn start(dir: &Path, bucket: &str) -> Self {
+        std::fs::create_dir_all(dir.join(bucket)).expect("bucket dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let binary = std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".cargo/bin/s3s-fs"))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("s3s-fs"));
+        let child = Command::new(&binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e} (scripts/test installs s3s-fs)", binary.display()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// The AWS environment that points object_store at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY.to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".to_string()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `headwater-connect` with arguments, to completion: status, stdout, stderr.
