@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use headwater_core::client::RecordMetadata;
 use serde_json::Value;
 
 use crate::config::{ConfigError, ConnectorConfig};
@@ -132,11 +133,12 @@ pub trait SourceTask: Send {
     /// a second or so, so that the task stops and commits promptly.
     async fn poll(&mut self) -> Result<Vec<SourceRecord>, TaskError>;
 
-    /// A record polled earlier was acknowledged by the broker (`written`), or given up
-    /// (dropped by a transform, or skipped under `errors.tolerance=all`); called in poll
-    /// order, as Kafka's `commitRecord`. A source that answers its producers (an HTTP
-    /// request) answers here.
-    fn commit_record(&mut self, _source_offset: &Value, _written: bool) {}
+    /// A record polled earlier was acknowledged by the broker (`written`: where it went),
+    /// or given up (`None`: dropped by a transform, or skipped under
+    /// `errors.tolerance=all`); called in poll order, as Kafka's `commitRecord`. A source
+    /// that answers its producers (an HTTP request) answers here; a mirror learns the
+    /// downstream offset.
+    fn commit_record(&mut self, _source_offset: &Value, _written: Option<RecordMetadata>) {}
 
     /// The offsets of every record polled so far are committed (after the records were
     /// acknowledged): a source that must acknowledge upstream does it here.

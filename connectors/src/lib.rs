@@ -13,6 +13,7 @@
 //! | [`plugins`] | the built-in connectors by class name |
 //! | [`file`] | `file-source`, `file-sink` |
 //! | [`http`] | `http-source` (an endpoint answering once records are acknowledged), `http-sink` (batches with retries) |
+//! | [`mirror`] | `mirror-source`: topics of another cluster, offsets translated for groups (MirrorMaker 2) |
 //! | [`parquet`] | `parquet-sink` (files in an object store, rolled by count, size and age) |
 //! | [`postgres`] | `postgres-sink` (upserts), `postgres-source` (incrementing / timestamp queries) |
 
@@ -23,6 +24,7 @@ pub mod definition;
 pub mod errors;
 pub mod file;
 pub mod http;
+pub mod mirror;
 pub mod parquet;
 pub mod plugins;
 pub mod postgres;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::connector::{Connector, ConnectorType, Plugin};
 use crate::converter::Converter;
-use crate::{file, http, parquet, postgres};
+use crate::{file, http, mirror, parquet, postgres};
 
 /// Every built-in connector.
 pub fn all() -> Vec<Plugin> {
@@ -65,6 +65,14 @@ pub fn all() -> Vec<Plugin> {
             key_converter: Converter::Bytes,
             value_converter: Converter::Json { schemas: false },
             make: || Connector::Sink(Arc::new(parquet::ParquetSink)),
+        },
+        Plugin {
+            class: "mirror-source",
+            connector_type: ConnectorType::Source,
+            definition: mirror::definition(),
+            key_converter: Converter::Bytes,
+            value_converter: Converter::Bytes,
+            make: || Connector::Source(Arc::new(mirror::MirrorSource)),
         },
     ]
 }

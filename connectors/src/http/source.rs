@@ -286,10 +286,10 @@ impl SourceTask for HttpSourceTask {
         Ok(out)
     }
 
-    fn commit_record(&mut self, source_offset: &Value, written: bool) {
+    fn commit_record(&mut self, source_offset: &Value, written: Option<headwater_core::client::RecordMetadata>) {
         let Some(seq) = source_offset.get("seq").and_then(Value::as_u64) else { return };
         let Some(front) = self.waiting.front_mut() else { return };
-        if written {
+        if written.is_some() {
             front.outcome.accepted += 1;
         } else {
             front.outcome.failed += 1;

@@ -256,9 +256,12 @@ impl Runtime {
         &self,
         config: &ConnectorConfig,
         id: u32,
-        task_config: TaskConfig,
+        mut task_config: TaskConfig,
     ) -> Result<(), RuntimeError> {
         let common = common(config)?;
+        // The cluster this worker writes to, for tasks that talk to it themselves (a mirror
+        // creates its topics there).
+        task_config.settings.insert("worker.bootstrap.servers".into(), self.worker.bootstrap.clone());
         let context = TaskContext {
             connector: config.name.clone(),
             task_id: id,

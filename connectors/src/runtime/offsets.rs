@@ -160,6 +160,7 @@ impl OffsetStore {
     }
 }
 
+/// Why an internal topic could not be used.
 pub(crate) enum EnsureError {
     Client(ClientError),
     NotCompacted(String),

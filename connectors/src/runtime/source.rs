@@ -234,15 +234,17 @@ impl Pipeline {
             }
             waited = true;
             let item = outstanding.pop_front().expect("front exists");
-            let mut written = item.delivery.is_some();
-            if let Some(delivery) = item.delivery
-                && let Err(error) = delivery.await
-            {
-                if ctx.policy.tolerance == Tolerance::None {
-                    return Err(TaskError::Fatal(format!("a record could not be produced: {error}")));
+            let mut written = None;
+            if let Some(delivery) = item.delivery {
+                match delivery.await {
+                    Ok(metadata) => written = Some(metadata),
+                    Err(error) if ctx.policy.tolerance == Tolerance::None => {
+                        return Err(TaskError::Fatal(format!("a record could not be produced: {error}")));
+                    }
+                    Err(error) => {
+                        tracing::warn!(connector = %ctx.connector, task = ctx.task_id, "skipping a record that could not be produced: {error}");
+                    }
                 }
-                tracing::warn!(connector = %ctx.connector, task = ctx.task_id, "skipping a record that could not be produced: {error}");
-                written = false;
             }
             task.commit_record(&item.offset, written);
             acked.insert(canonical(&item.partition), (item.partition, item.offset));
