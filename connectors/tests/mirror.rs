@@ -35,10 +35,11 @@ fn produce_with_headers(bootstrap: &str, topic: &str, range: std::ops::Range<usi
     });
 }
 
-/// The records of each partition, as (key, value, headers, timestamp), in offset order.
-fn by_partition(
-    records: &[ConsumerRecord],
-) -> BTreeMap<i32, Vec<(Option<bytes::Bytes>, Option<bytes::Bytes>, Vec<(String, Option<bytes::Bytes>)>, i64)>> {
+/// What a copy must keep of a record: key, value, headers, timestamp.
+type Kept = (Option<bytes::Bytes>, Option<bytes::Bytes>, Vec<(String, Option<bytes::Bytes>)>, i64);
+
+/// The records of each partition, in offset order.
+fn by_partition(records: &[ConsumerRecord]) -> BTreeMap<i32, Vec<Kept>> {
     let mut out: BTreeMap<i32, Vec<_>> = BTreeMap::new();
     let mut sorted: Vec<&ConsumerRecord> = records.iter().collect();
     sorted.sort_by_key(|r| (r.partition, r.offset));
