@@ -9,6 +9,7 @@
 //! | [`record`] | the record connectors and transforms see |
 //! | [`transform`] | single-message transforms and predicates |
 //! | [`errors`] | `errors.tolerance`, the dead-letter topic, retries |
+//! | [`distributed`] | workers sharing tasks through a group, internal topics, the REST API |
 //! | [`runtime`] | running tasks: offsets, commits, retries, statuses |
 //! | [`plugins`] | the built-in connectors by class name |
 //! | [`file`] | `file-source`, `file-sink` |
@@ -21,6 +22,7 @@ pub mod config;
 pub mod connector;
 pub mod converter;
 pub mod definition;
+pub mod distributed;
 pub mod errors;
 pub mod file;
 pub mod http;

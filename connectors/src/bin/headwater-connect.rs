@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use headwater_connectors::distributed::{self, DistributedConfig};
 use headwater_connectors::{ConnectorConfig, Runtime, WorkerConfig, plugins, runtime};
 
 #[derive(Parser)]
@@ -42,6 +43,29 @@ enum Command {
         #[arg(required = true)]
         configs: Vec<PathBuf>,
     },
+    /// Distributed mode: a worker of a group that shares connectors' tasks, serving Kafka
+    /// Connect's REST API; connectors are created through it.
+    Worker {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        /// The workers' group (`group.id`).
+        #[arg(long)]
+        group: String,
+        /// Where the REST API listens.
+        #[arg(long, default_value = "127.0.0.1:8083")]
+        rest_listen: String,
+        #[arg(long, default_value = "connect-configs")]
+        configs_topic: String,
+        #[arg(long, default_value = "connect-offsets")]
+        offsets_topic: String,
+        #[arg(long, default_value = "connect-status")]
+        status_topic: String,
+        #[arg(long, default_value_t = 60_000)]
+        offset_flush_interval_ms: u64,
+        /// How soon the other workers take a dead worker's tasks (`session.timeout.ms`).
+        #[arg(long, default_value_t = 10_000)]
+        session_timeout_ms: u64,
+    },
     /// Checks connector configs and prints every problem found.
     Validate {
         #[arg(required = true)]
@@ -66,6 +90,29 @@ fn main() -> anyhow::Result<()> {
                 ..WorkerConfig::new(&bootstrap)
             };
             tokio::runtime::Runtime::new()?.block_on(run(worker, configs))
+        }
+        Command::Worker {
+            bootstrap,
+            group,
+            rest_listen,
+            configs_topic,
+            offsets_topic,
+            status_topic,
+            offset_flush_interval_ms,
+            session_timeout_ms,
+        } => {
+            let config = DistributedConfig {
+                worker: WorkerConfig {
+                    offsets_topic,
+                    offset_flush_interval: Duration::from_millis(offset_flush_interval_ms.max(1)),
+                    ..WorkerConfig::new(&bootstrap)
+                },
+                group,
+                configs_topic,
+                status_topic,
+                session_timeout: Duration::from_millis(session_timeout_ms.max(1000)),
+            };
+            tokio::runtime::Runtime::new()?.block_on(worker(config, rest_listen))
         }
         Command::Validate { configs } => {
             let configs = read_configs(&configs)?;
@@ -134,6 +181,31 @@ async fn run(worker: WorkerConfig, configs: Vec<ConnectorConfig>) -> anyhow::Res
     }
     tracing::info!("stopping: tasks commit their offsets");
     runtime.stop_all().await;
+    println!("headwater-connect stopped cleanly");
+    Ok(())
+}
+
+async fn worker(config: DistributedConfig, rest_listen: String) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(&rest_listen).await.with_context(|| format!("cannot listen on {rest_listen}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (shared, events) = distributed::start(&config, url.clone())
+        .await
+        .with_context(|| format!("cannot start against {}", config.worker.bootstrap))?;
+    let router = distributed::rest::router(std::sync::Arc::clone(&shared));
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    println!("headwater-connect worker {url} in group {}", config.group);
+    let shutdown = async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("stopping: tasks commit their offsets");
+    };
+    distributed::run(&config, shared, events, shutdown).await?;
+    server.abort();
     println!("headwater-connect stopped cleanly");
     Ok(())
 }

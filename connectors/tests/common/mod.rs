@@ -32,7 +32,8 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(mut command: Command, ready: &str) -> (Self, String) {
+    /// Starts `command` and waits for a stdout line starting with `ready`.
+    pub fn spawn(mut command: Command, ready: &str) -> (Self, String) {
         let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, lines) = mpsc::channel();

@@ -777,8 +777,12 @@ fn coordinator_gone(error: &ClientError) -> bool {
 }
 
 /// Asks any broker for `group`'s coordinator (FindCoordinator) and connects to it, asking
-/// again while the group has none.
-async fn find_coordinator(cluster: &ClusterView, group: &str) -> Result<Arc<Connection>, ClientError> {
+/// again while the group has none. Public for group members of other protocols (Connect
+/// workers).
+///
+/// # Errors
+/// No coordinator within 30 s, or no broker reachable.
+pub async fn find_coordinator(cluster: &ClusterView, group: &str) -> Result<Arc<Connection>, ClientError> {
     let deadline = Instant::now() + FIND_COORDINATOR_TIMEOUT;
     loop {
         let attempt = async {

@@ -25,7 +25,7 @@ pub use admin::{Admin, ConfigValue, GroupInfo, PartitionInfo, TopicInfo};
 pub use cluster::ClusterView;
 pub use connection::{Connection, MAX_IN_FLIGHT, PendingResponse};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, decode_records};
-pub use group_consumer::{GroupConfig, GroupConsumer};
+pub use group_consumer::{GroupConfig, GroupConsumer, find_coordinator};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use stream::{PollRecords, records};
 
