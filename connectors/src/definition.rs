@@ -86,6 +86,17 @@ impl ConfigDef {
         errors
     }
 
+    /// A numeric setting (validated already), or `default` when neither it nor its
+    /// table default parses.
+    pub fn number<T: std::str::FromStr>(&self, config: &ConnectorConfig, name: &str, default: T) -> T {
+        self.value(config, name).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    }
+
+    /// Whether a boolean setting (or its default) is `true`.
+    pub fn flag(&self, config: &ConnectorConfig, name: &str) -> bool {
+        self.value(config, name).is_some_and(|v| v.trim() == "true")
+    }
+
     /// The value of a setting (or its alternatives), or its default.
     pub fn value<'a>(&self, config: &'a ConnectorConfig, name: &str) -> Option<&'a str> {
         let setting = self.settings.iter().find(|s| s.name == name || s.name.split('|').any(|n| n == name));

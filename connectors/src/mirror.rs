@@ -139,8 +139,7 @@ impl SourceConnector for MirrorSource {
 
     fn task(&self, config: &TaskConfig) -> Result<Box<dyn SourceTask>, TaskError> {
         let def = definition();
-        let number =
-            |name: &str, default: u64| def.value(config, name).and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+        let number = |name: &str, default: u64| def.number(config, name, default);
         let policy = policy(config, &def)?;
         let alias = def.value(config, "source.cluster.alias").unwrap_or("source").trim().to_string();
         Ok(Box::new(MirrorSourceTask {

@@ -258,3 +258,46 @@ fn the_example_configs_validate() {
     assert!(status.success(), "{stderr}");
     assert_eq!(stdout.lines().filter(|l| l.ends_with(')') && l.contains(": ok (")).count(), files.len(), "{stdout}");
 }
+
+#[test]
+fn a_sigkilled_worker_loses_no_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, bootstrap) = start_broker(&dir.path().join("broker"));
+    let input = dir.path().join("in.txt");
+    let output = dir.path().join("out.txt");
+    let source = dir.path().join("source.toml");
+    let sink = dir.path().join("sink.toml");
+    std::fs::write(
+        &source,
+        format!(
+            "name = \"in\"\nconnector.class = \"file-source\"\npath = \"{}\"\ntopic = \"lines\"\nbatch.size = 100\n",
+            input.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &sink,
+        format!(
+            "name = \"out\"\nconnector.class = \"file-sink\"\ntopics = \"lines\"\npath = \"{}\"\n",
+            output.display()
+        ),
+    )
+    .unwrap();
+    append(&input, &numbered(0..30_000));
+    let flush = ["--offset-flush-interval-ms", "100"];
+    let mut connect = start_connect(&bootstrap, &[&source, &sink], &flush);
+    wait_for("some lines out", Duration::from_secs(60), || (lines(&output).len() >= 3_000).then_some(()));
+    // No commit, no goodbye: whatever was in flight is delivered again after the restart.
+    connect.kill();
+    append(&input, &numbered(30_000..31_000));
+    let mut connect = start_connect(&bootstrap, &[&source, &sink], &flush);
+    let expected: Vec<String> = std::fs::read_to_string(&input).unwrap().lines().map(str::to_string).collect();
+    let got = wait_for("every line, at least once", Duration::from_secs(120), || {
+        let got = lines(&output);
+        let mut seen = std::collections::HashSet::new();
+        let firsts: Vec<String> = got.iter().filter(|l| seen.insert(l.to_string())).cloned().collect();
+        (firsts.len() == expected.len()).then_some(firsts)
+    });
+    assert!(connect.sigterm().success());
+    assert_eq!(got, expected, "nothing lost, in order of first delivery");
+}

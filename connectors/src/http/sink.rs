@@ -89,8 +89,7 @@ impl SinkConnector for HttpSink {
 
     fn task(&self, config: &TaskConfig) -> Result<Box<dyn SinkTask>, TaskError> {
         let def = definition();
-        let number =
-            |name: &str, default: u64| def.value(config, name).and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+        let number = |name: &str, default: u64| def.number(config, name, default);
         let timeout = Duration::from_millis(number("request.timeout.ms", 30_000));
         let client = reqwest::Client::builder()
             .timeout(timeout)

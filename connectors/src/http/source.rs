@@ -71,8 +71,7 @@ impl SourceConnector for HttpSource {
     fn task(&self, config: &TaskConfig) -> Result<Box<dyn SourceTask>, TaskError> {
         let def = definition();
         let text = |name: &str| def.value(config, name).unwrap_or_default().trim().to_string();
-        let number =
-            |name: &str, default: u64| def.value(config, name).and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+        let number = |name: &str, default: u64| def.number(config, name, default);
         Ok(Box::new(HttpSourceTask {
             settings: Arc::new(Settings {
                 topic: text("topic"),

@@ -83,8 +83,7 @@ impl SinkConnector for ParquetSink {
 
     fn task(&self, config: &TaskConfig) -> Result<Box<dyn SinkTask>, TaskError> {
         let def = definition();
-        let number =
-            |name: &str, default: u64| def.value(config, name).and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+        let number = |name: &str, default: u64| def.number(config, name, default);
         Ok(Box::new(ParquetSinkTask {
             url: def.value(config, "url").unwrap_or_default().trim().to_string(),
             store: None,

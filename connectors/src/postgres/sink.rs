@@ -92,7 +92,7 @@ impl SinkConnector for PostgresSink {
         if keys.split(',').any(|k| k.trim().is_empty()) && !keys.trim().is_empty() {
             errors.push(config.invalid("primary_key", "an empty column name"));
         }
-        let batch: i64 = def.value(config, "batch.size").and_then(|b| b.trim().parse().ok()).unwrap_or(3000);
+        let batch: i64 = def.number(config, "batch.size", 3000);
         if batch < 1 {
             errors.push(config.invalid("batch.size", "must be at least 1"));
         }
@@ -142,7 +142,7 @@ impl PostgresSinkTask {
     /// A task for a config [`definition`] accepted.
     pub fn new(config: &ConnectorConfig) -> Self {
         let def = definition();
-        let flag = |name: &str| def.value(config, name).is_some_and(|v| v.trim() == "true");
+        let flag = |name: &str| def.flag(config, name);
         let primary_key: Vec<String> = def
             .value(config, "primary_key")
             .unwrap_or_default()
@@ -158,7 +158,7 @@ impl PostgresSinkTask {
             primary_key,
             auto_create: flag("auto_create"),
             auto_evolve: flag("auto_evolve"),
-            batch_size: def.value(config, "batch.size").and_then(|b| b.trim().parse().ok()).unwrap_or(3000),
+            batch_size: def.number(config, "batch.size", 3000),
             client: None,
             tables: HashMap::new(),
         }

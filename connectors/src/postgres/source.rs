@@ -116,8 +116,7 @@ impl SourceConnector for PostgresSource {
 
     fn task(&self, config: &TaskConfig) -> Result<Box<dyn SourceTask>, TaskError> {
         let def = definition();
-        let number =
-            |name: &str, default: u64| def.value(config, name).and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+        let number = |name: &str, default: u64| def.number(config, name, default);
         let column = |name: &str| config.get(name).map(str::trim).filter(|c| !c.is_empty()).map(str::to_string);
         let prefix = config.get("topic.prefix").unwrap_or_default().to_string();
         Ok(Box::new(PostgresSourceTask {
