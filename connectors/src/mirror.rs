@@ -138,34 +138,7 @@ impl SourceConnector for MirrorSource {
     }
 
     fn task(&self, config: &TaskConfig) -> Result<Box<dyn SourceTask>, TaskError> {
-        let def = definition();
-        let number = |name: &str, default: u64| def.number(config, name, default);
-        let policy = policy(config, &def)?;
-        let alias = def.value(config, "source.cluster.alias").unwrap_or("source").trim().to_string();
-        Ok(Box::new(MirrorSourceTask {
-            source: def.value(config, "source.bootstrap.servers").unwrap_or_default().trim().to_string(),
-            target: config.get("worker.bootstrap.servers").unwrap_or_default().to_string(),
-            syncs_topic: format!("mm2-offset-syncs.{alias}.internal"),
-            alias,
-            include: patterns(config, &def, "topics")?,
-            exclude: patterns(config, &def, "topics.exclude")?,
-            groups: patterns(config, &def, "groups")?,
-            sync_groups: def.value(config, "sync.group.offsets.enabled").is_some_and(|v| v.trim() == "true"),
-            policy,
-            refresh: Duration::from_secs(number("refresh.topics.interval.seconds", 10).max(1)),
-            group_interval: Duration::from_secs(number("sync.group.offsets.interval.seconds", 10).max(1)),
-            task_index: number("mirror.task.index", 0) as usize,
-            task_count: number("mirror.task.count", 1).max(1) as usize,
-            clients: None,
-            consumer: None,
-            committed: SourceOffsets::default(),
-            partitions: BTreeMap::new(),
-            next_refresh: Instant::now(),
-            next_group_sync: Instant::now(),
-            syncs: HashMap::new(),
-            pending_syncs: BTreeMap::new(),
-            in_flight: VecDeque::new(),
-        }))
+        Ok(Box::new(MirrorSourceTask::new(config)?))
     }
 }
 
@@ -214,6 +187,43 @@ impl std::fmt::Debug for MirrorSourceTask {
             .field("source", &self.source)
             .field("partitions", &self.partitions.len())
             .finish()
+    }
+}
+
+impl MirrorSourceTask {
+    /// A task for a config [`definition`] accepted.
+    ///
+    /// # Errors
+    /// [`TaskError::Config`] for a setting that does not parse.
+    pub fn new(config: &TaskConfig) -> Result<Self, TaskError> {
+        let def = definition();
+        let number = |name: &str, default: u64| def.number(config, name, default);
+        let policy = policy(config, &def)?;
+        let alias = def.value(config, "source.cluster.alias").unwrap_or("source").trim().to_string();
+        Ok(MirrorSourceTask {
+            source: def.value(config, "source.bootstrap.servers").unwrap_or_default().trim().to_string(),
+            target: config.get("worker.bootstrap.servers").unwrap_or_default().to_string(),
+            syncs_topic: format!("mm2-offset-syncs.{alias}.internal"),
+            alias,
+            include: patterns(config, &def, "topics")?,
+            exclude: patterns(config, &def, "topics.exclude")?,
+            groups: patterns(config, &def, "groups")?,
+            sync_groups: def.value(config, "sync.group.offsets.enabled").is_some_and(|v| v.trim() == "true"),
+            policy,
+            refresh: Duration::from_secs(number("refresh.topics.interval.seconds", 10).max(1)),
+            group_interval: Duration::from_secs(number("sync.group.offsets.interval.seconds", 10).max(1)),
+            task_index: number("mirror.task.index", 0) as usize,
+            task_count: number("mirror.task.count", 1).max(1) as usize,
+            clients: None,
+            consumer: None,
+            committed: SourceOffsets::default(),
+            partitions: BTreeMap::new(),
+            next_refresh: Instant::now(),
+            next_group_sync: Instant::now(),
+            syncs: HashMap::new(),
+            pending_syncs: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+        })
     }
 }
 
@@ -473,31 +483,11 @@ mod tests {
     use super::*;
 
     fn task(syncs: &[(i64, i64)]) -> MirrorSourceTask {
-        let config = crate::config::test_config("mirror-source", &[("source.bootstrap.servers", "a:9092")]);
-        let mut task = MirrorSourceTask {
-            source: String::new(),
-            target: String::new(),
-            alias: "east".into(),
-            syncs_topic: String::new(),
-            include: patterns(&config, &definition(), "topics").unwrap(),
-            exclude: patterns(&config, &definition(), "topics.exclude").unwrap(),
-            groups: Vec::new(),
-            sync_groups: false,
-            policy: policy(&config, &definition()).unwrap(),
-            refresh: Duration::from_secs(1),
-            group_interval: Duration::from_secs(1),
-            task_index: 0,
-            task_count: 1,
-            clients: None,
-            consumer: None,
-            committed: SourceOffsets::default(),
-            partitions: BTreeMap::new(),
-            next_refresh: Instant::now(),
-            next_group_sync: Instant::now(),
-            syncs: HashMap::new(),
-            pending_syncs: BTreeMap::new(),
-            in_flight: VecDeque::new(),
-        };
+        let config = crate::config::test_config(
+            "mirror-source",
+            &[("source.bootstrap.servers", "a:9092"), ("source.cluster.alias", "east")],
+        );
+        let mut task = MirrorSourceTask::new(&config).unwrap();
         task.syncs.insert(("t".into(), 0), syncs.to_vec());
         task
     }
@@ -521,7 +511,7 @@ mod tests {
         assert!(!wanted(&task.include, &task.exclude, "east", "__consumer_offsets"));
         assert!(!wanted(&task.include, &task.exclude, "east", "mm2-offset-syncs.west.internal"));
         assert!(!wanted(&task.include, &task.exclude, "east", "east.orders"), "never copied back");
-        assert_eq!(task.policy.target("orders"), "source.orders");
+        assert_eq!(task.policy.target("orders"), "east.orders");
         assert_eq!(Policy::Identity.target("orders"), "orders");
         assert_eq!(owner("orders", 3, 1), 0);
     }
