@@ -28,3 +28,4 @@ pub mod record;
 #[cfg(feature = "sql")]
 pub mod sql;
 pub mod tier;
+pub mod txn;

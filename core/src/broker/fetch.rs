@@ -2,6 +2,10 @@
 //! `min_bytes` is ready, the request waits up to `max_wait_ms`, woken by appends (or, for
 //! consumers in a cluster, by the high watermark moving).
 //!
+//! With `isolation_level = read_committed` a consumer reads only up to the last stable
+//! offset, and is told which aborted transactions overlap what it got so that it can drop
+//! their records (Kafka's clients do the dropping; the broker returns batches as stored).
+//!
 //! In a cluster only the leader serves, consumers up to the high watermark; a follower's
 //! fetch (its broker id in `replica_id`) reads up to the log end and moves the high
 //! watermark.
@@ -12,8 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::watch;
 
 use super::{Broker, error_code, since};
@@ -53,6 +57,7 @@ struct RemoteRead {
     max_bytes: usize,
     log: Arc<Log>,
     high_watermark: Option<i64>,
+    read_committed: bool,
 }
 
 /// Fills in the partitions that read below their local start: from remote storage, or,
@@ -66,7 +71,29 @@ async fn read_remote(broker: &Broker, response: &mut FetchResponse, remote: Vec<
             crate::log::TopicPartition::new(topic.topic.to_string(), topic.partitions[read.partition].partition_index);
         let data = &mut topic.partitions[read.partition];
         match tier.read(&tp, read.fetch_offset, read.max_bytes).await {
-            Ok(Some(records)) => data.records = Some(records),
+            Ok(Some(records)) => {
+                if read.read_committed {
+                    // Remote history keeps its segments' aborted-transaction indexes; a
+                    // transaction whose abort marker is still local is in the log's.
+                    let upto = last_offset_after(&records).unwrap_or(read.fetch_offset);
+                    let mut aborted = tier.aborted_transactions(&tp, read.fetch_offset, upto);
+                    for local in read.log.aborted_transactions(read.fetch_offset, upto) {
+                        if !aborted.contains(&local) {
+                            aborted.push(local);
+                        }
+                    }
+                    let aborted = aborted
+                        .into_iter()
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect();
+                    data.aborted_transactions = Some(aborted);
+                }
+                data.records = Some(records);
+            }
             Ok(None) => match read.log.read(read.log.log_start(), read.high_watermark, read.max_bytes) {
                 Ok(local) => data.records = Some(local.records),
                 Err(error) => data.error_code = error_code(&error),
@@ -168,10 +195,16 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                 }
             };
             let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
+            // A read_committed consumer stops at the last stable offset: nothing of a
+            // transaction still undecided is handed out.
+            let visible = high_watermark.filter(|_| consumer);
+            let last_stable = consumer.then(|| log.last_stable_offset(visible.unwrap_or_else(|| log.log_end())));
+            let read_committed = consumer && request.isolation_level == 1;
+            let max_offset = if read_committed { last_stable } else { visible };
             let result = if limit == 0 && total > 0 {
                 Ok(None)
             } else {
-                log.read(wanted.fetch_offset, high_watermark.filter(|_| request.replica_id.0 < 0), limit).map(Some)
+                log.read(wanted.fetch_offset, max_offset, limit).map(Some)
             };
             // A consumer below the local start reads remote history, if there is some
             // (a follower starts again at the leader's local start instead, as in KIP-405).
@@ -188,6 +221,7 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                         max_bytes: limit.max(1),
                         log: Arc::clone(&log),
                         high_watermark,
+                        read_committed,
                     });
                     Ok(Some(crate::log::ReadResult { records: Bytes::new(), log_start, log_end }))
                 }
@@ -202,18 +236,30 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                     let high_watermark = high_watermark.unwrap_or(log_end);
                     data = data
                         .with_high_watermark(high_watermark)
-                        .with_last_stable_offset(high_watermark)
+                        .with_last_stable_offset(last_stable.unwrap_or(high_watermark))
                         .with_log_start_offset(since(version, 5, log_start, -1));
+                    let mut returned = None;
                     if let Some(read) = read {
                         // Only the first batch of the whole response may exceed max_bytes.
                         if !(total > 0 && read.records.len() > limit) {
                             total += read.records.len();
                             remaining = remaining.saturating_sub(read.records.len());
+                            returned = last_offset_after(&read.records);
                             data = data.with_records(Some(read.records));
                         }
                     }
-                    if request.isolation_level == 1 {
-                        data = data.with_aborted_transactions(Some(Vec::new()));
+                    if read_committed {
+                        let aborted = returned.map_or_else(Vec::new, |upto| {
+                            log.aborted_transactions(wanted.fetch_offset, upto)
+                                .into_iter()
+                                .map(|a| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(a.producer_id))
+                                        .with_first_offset(a.first_offset)
+                                })
+                                .collect()
+                        });
+                        data = data.with_aborted_transactions(Some(aborted));
                     }
                 }
                 Err(error) => {
@@ -237,6 +283,11 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
         );
     }
     (FetchResponse::default().with_responses(topics), total, had_error, remote)
+}
+
+/// The offset after the last batch in `records`, if there is one.
+fn last_offset_after(records: &Bytes) -> Option<i64> {
+    crate::record::BatchIter::new(records).map_while(Result::ok).last().map(|b| b.next_offset())
 }
 
 /// A cluster's partition for a fetch: its log and the high watermark, after the checks a

@@ -1,5 +1,5 @@
-//! InitProducerId: ids for idempotent producers. Transactions (a `transactional.id`)
-//! come with the transaction coordinator.
+//! InitProducerId: ids for idempotent producers, and for transactional ones (a
+//! `transactional.id`) an id and epoch from the transaction coordinator.
 //!
 //! Ids come from blocks reserved in `<data-dir>/producer-ids` before any id in the block
 //! is handed out, so an id is never given twice, even across crashes.
@@ -63,10 +63,24 @@ impl ProducerIdAllocator {
     }
 }
 
-pub(super) fn handle(broker: &Broker, request: &InitProducerIdRequest) -> InitProducerIdResponse {
+pub(super) async fn handle(broker: &Broker, request: &InitProducerIdRequest) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default();
-    if request.transactional_id.is_some() {
-        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    if let Some(id) = &request.transactional_id {
+        if let Err(error) = broker.txns.ensure_local_topic() {
+            tracing::error!(%error, "cannot create the transaction state topic");
+            return response.with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        }
+        let expected = (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
+        let allocate = || {
+            broker.producer_ids.next().map_err(|error| {
+                tracing::error!(%error, "cannot reserve producer ids");
+                ResponseError::KafkaStorageError.code()
+            })
+        };
+        return match broker.txns.init_producer_id(id, request.transaction_timeout_ms, expected, allocate).await {
+            Ok((producer_id, epoch)) => response.with_producer_id(ProducerId(producer_id)).with_producer_epoch(epoch),
+            Err(code) => response.with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
+        };
     }
     // KIP-360: a producer that already has an id may ask for its epoch to be bumped.
     if request.producer_id.0 >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {

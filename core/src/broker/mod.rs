@@ -9,6 +9,8 @@
 //!                      <──────────── Response (ResponseKind + version) ───────┘
 //! ```
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod admin;
 mod alter_configs;
 mod alter_partition_reassignments;
@@ -21,7 +23,9 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_transactions;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -30,6 +34,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -37,6 +42,8 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::sync::Arc;
 
@@ -48,6 +55,7 @@ use crate::group::GroupCoordinator;
 use crate::log::{Clock, LogError, LogManager, SystemClock};
 use crate::partition::ReplicaManager;
 use crate::tier::TierManager;
+use crate::txn::TransactionCoordinator;
 
 /// A response ready to encode: its body, the version to encode it at, and the
 /// correlation id of the request it answers.
@@ -95,6 +103,14 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 0),
+    // Transactions, below the versions of KIP-890's server-side verification.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The broker of one node.
@@ -106,6 +122,7 @@ pub struct Broker {
     cluster_id: String,
     producer_ids: init_producer_id::ProducerIdAllocator,
     groups: Arc<GroupCoordinator>,
+    txns: Arc<TransactionCoordinator>,
     clock: Arc<dyn Clock>,
     /// In a cluster: this broker's replicas and the controller. `None` on a single node,
     /// where every partition is led here and the log end is the high watermark.
@@ -145,6 +162,8 @@ impl Broker {
         let producer_ids = init_producer_id::ProducerIdAllocator::open(logs.data_dir(), stride)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let groups = GroupCoordinator::start(Arc::clone(&logs), Arc::clone(&clock), cluster.clone())?;
+        let txns =
+            TransactionCoordinator::start(Arc::clone(&logs), Arc::clone(&clock), cluster.clone(), Arc::clone(&groups))?;
         // Stable per data dir would be better (a later issue stores cluster metadata);
         // one id per broker process is what single-node clients need. A cluster's id is
         // the same on every broker.
@@ -152,7 +171,7 @@ impl Broker {
             None => format!("headwater-{}", config.node_id),
             Some(_) => "headwater-cluster".to_string(),
         };
-        Ok(Self { logs, config, advertised, cluster_id, producer_ids, groups, clock, cluster, tier: None })
+        Ok(Self { logs, config, advertised, cluster_id, producer_ids, groups, txns, clock, cluster, tier: None })
     }
 
     /// Serves remote history from `tier` below each partition's local log start.
@@ -166,6 +185,14 @@ impl Broker {
         match &self.tier {
             Some(tier) => tier.log_start(&crate::log::TopicPartition::new(topic, partition), local_start),
             None => local_start,
+        }
+    }
+
+    /// Whether `topic`-`partition` exists (in a cluster: in the metadata image).
+    fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        match &self.cluster {
+            None => self.logs.topic(topic).is_some_and(|t| (0..t.partitions).contains(&partition)),
+            Some(cluster) => partition >= 0 && cluster.image().partition(topic, partition as u32).is_some(),
         }
     }
 
@@ -276,7 +303,28 @@ impl Broker {
                 (ApiKey::DescribeCluster, ResponseKind::DescribeCluster(describe_cluster::handle(self, &r)))
             }
             RequestKind::InitProducerId(r) => {
-                (ApiKey::InitProducerId, ResponseKind::InitProducerId(init_producer_id::handle(self, &r)))
+                (ApiKey::InitProducerId, ResponseKind::InitProducerId(init_producer_id::handle(self, &r).await))
+            }
+            RequestKind::AddPartitionsToTxn(r) => (
+                ApiKey::AddPartitionsToTxn,
+                ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(self, &r).await),
+            ),
+            RequestKind::AddOffsetsToTxn(r) => {
+                (ApiKey::AddOffsetsToTxn, ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(self, &r).await))
+            }
+            RequestKind::EndTxn(r) => (ApiKey::EndTxn, ResponseKind::EndTxn(end_txn::handle(self, &r).await)),
+            RequestKind::TxnOffsetCommit(r) => {
+                (ApiKey::TxnOffsetCommit, ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(self, &r).await))
+            }
+            RequestKind::WriteTxnMarkers(r) => {
+                (ApiKey::WriteTxnMarkers, ResponseKind::WriteTxnMarkers(write_txn_markers::handle(self, &r).await))
+            }
+            RequestKind::DescribeTransactions(r) => (
+                ApiKey::DescribeTransactions,
+                ResponseKind::DescribeTransactions(describe_transactions::handle(self, &r)),
+            ),
+            RequestKind::ListTransactions(r) => {
+                (ApiKey::ListTransactions, ResponseKind::ListTransactions(list_transactions::handle(self, &r)))
             }
             RequestKind::DeleteTopics(r) => {
                 (ApiKey::DeleteTopics, ResponseKind::DeleteTopics(delete_topics::handle(self, r, version).await))
@@ -310,6 +358,7 @@ pub fn error_code(error: &LogError) -> i16 {
         LogError::InvalidRecords { .. } | LogError::InvalidAppend { .. } => ResponseError::InvalidRecord,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::StaleCoordinatorEpoch { .. } => ResponseError::TransactionCoordinatorFenced,
         LogError::TopicAlreadyExists { .. } => ResponseError::TopicAlreadyExists,
         LogError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
         LogError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,

@@ -1,5 +1,7 @@
 //! OffsetFetch: a group's committed offsets; -1 where none is committed. One group per
-//! request before v8, a batch of groups from v8.
+//! request before v8, a batch of groups from v8. With `require_stable` (KIP-447), a
+//! partition whose offsets a transaction has written but not yet decided answers
+//! UNSTABLE_OFFSET_COMMIT, and the client retries.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
@@ -7,13 +9,15 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 
+use kafka_protocol::error::ResponseError;
+
 use super::{Broker, since, str_bytes, topic_name};
 
-/// `(topic, [(partition, offset, leader_epoch, metadata)])` for the requested partitions,
-/// or every committed one when `wanted` is `None`.
-type Fetched = Vec<(String, Vec<(i32, i64, i32, Option<String>)>)>;
+/// `(topic, [(partition, offset, leader_epoch, metadata, error_code)])` for the requested
+/// partitions, or every committed one when `wanted` is `None`.
+type Fetched = Vec<(String, Vec<(i32, i64, i32, Option<String>, i16)>)>;
 
-fn fetch(broker: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+fn fetch(broker: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Fetched {
     let wanted = wanted.unwrap_or_else(|| {
         let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
         for ((topic, partition), _) in broker.groups.all_committed(group) {
@@ -26,9 +30,14 @@ fn fetch(broker: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) 
         .map(|(topic, partitions)| {
             let fetched = partitions
                 .into_iter()
-                .map(|p| match broker.groups.committed(group, &topic, p) {
-                    Some(c) => (p, c.offset, c.leader_epoch, c.metadata),
-                    None => (p, -1, -1, None),
+                .map(|p| {
+                    if require_stable && broker.groups.has_pending_offsets(group, &topic, p) {
+                        return (p, -1, -1, None, ResponseError::UnstableOffsetCommit.code());
+                    }
+                    match broker.groups.committed(group, &topic, p) {
+                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata, 0),
+                        None => (p, -1, -1, None, 0),
+                    }
                 })
                 .collect();
             (topic, fetched)
@@ -48,14 +57,15 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
                 }
                 let wanted =
                     g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
-                let topics = fetch(broker, &g.group_id, wanted)
+                let topics = fetch(broker, &g.group_id, wanted, request.require_stable)
                     .into_iter()
                     .map(|(topic, partitions)| {
                         let partitions = partitions
                             .into_iter()
-                            .map(|(p, offset, epoch, metadata)| {
+                            .map(|(p, offset, epoch, metadata, code)| {
                                 OffsetFetchResponsePartitions::default()
                                     .with_partition_index(p)
+                                    .with_error_code(code)
                                     .with_committed_offset(offset)
                                     .with_committed_leader_epoch(epoch)
                                     .with_metadata(metadata.map(str_bytes).or(Some(str_bytes(""))))
@@ -75,14 +85,15 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
         return OffsetFetchResponse::default().with_error_code(since(version, 2, owner, 0));
     }
     let wanted = request.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
-    let topics = fetch(broker, &request.group_id, wanted)
+    let topics = fetch(broker, &request.group_id, wanted, version >= 7 && request.require_stable)
         .into_iter()
         .map(|(topic, partitions)| {
             let partitions = partitions
                 .into_iter()
-                .map(|(p, offset, epoch, metadata)| {
+                .map(|(p, offset, epoch, metadata, code)| {
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
+                        .with_error_code(code)
                         .with_committed_offset(offset)
                         .with_committed_leader_epoch(since(version, 5, epoch, -1))
                         .with_metadata(metadata.map(str_bytes).or(Some(str_bytes(""))))

@@ -35,10 +35,6 @@ pub(super) fn handle(
                 partitions.push(response.with_error_code(ResponseError::InvalidRequiredAcks.code()));
                 continue;
             }
-            if request.transactional_id.is_some() {
-                partitions.push(response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()));
-                continue;
-            }
             let Some(records) = data.records else {
                 partitions.push(response.with_error_code(ResponseError::InvalidRecord.code()));
                 continue;

@@ -317,6 +317,50 @@ impl GroupCoordinator {
         }
     }
 
+    /// TxnOffsetCommit: offsets in a transaction, pending until its marker. A member and
+    /// generation, when given (KIP-447), are checked as for OffsetCommit.
+    pub async fn commit_transactional(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation_id: i32,
+        producer: (i64, i16),
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) -> i16 {
+        let owner = self.owner_code(group_id);
+        if owner != 0 {
+            return owner;
+        }
+        if generation_id >= 0 {
+            let groups = self.groups.lock().expect("groups lock");
+            let check = match groups.get(group_id) {
+                Some(slot) => slot.group.check_commit(member_id, generation_id),
+                None => ResponseError::IllegalGeneration.code(),
+            };
+            if check != 0 {
+                return check;
+            }
+        }
+        match self.offsets.write_transactional(group_id, producer.0, producer.1, offsets).await {
+            Ok(()) => 0,
+            Err(ReplicaError::Log(LogError::InvalidProducerEpoch { .. })) => ResponseError::ProducerFenced.code(),
+            Err(error) => {
+                tracing::warn!(group = group_id, %error, "committing transactional offsets failed");
+                write_error_code(&error)
+            }
+        }
+    }
+
+    /// A transaction's marker landed in offsets partition `partition`.
+    pub fn complete_transaction(&self, partition: i32, producer_id: i64, commit: bool) {
+        self.offsets.complete_transaction(partition, producer_id, commit);
+    }
+
+    /// Whether a transaction's offsets for the partition are still undecided.
+    pub fn has_pending_offsets(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.offsets.has_pending(group_id, topic, partition)
+    }
+
     pub fn committed(&self, group_id: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
         self.offsets.get(group_id, topic, partition)
     }

@@ -9,15 +9,19 @@
 //! ```
 //! (strings are an i16 length and UTF-8). A null value deletes the key (a tombstone). A
 //! group's records go to partition `abs(java_hash(group)) % partitions`, as in Kafka.
+//!
+//! A transactional producer's offsets (TxnOffsetCommit) are written as a transactional
+//! batch of its producer id and stay pending, invisible to OffsetFetch, until the
+//! transaction's marker lands in the same partition: a commit marker applies them, an
+//! abort marker drops them. Loading replays markers the same way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::{Buf, BufMut};
 
-use crate::log::{Log, LogError, LogManager};
-use crate::partition::{ReplicaError, ReplicaManager};
+use crate::log::{AppendOrigin, Log, LogError, LogManager};
+use crate::partition::{InternalLog, ReplicaError, ReplicaManager};
 use crate::record::{BatchBuilder, BatchIter, Compression, NewRecord};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -34,25 +38,15 @@ pub struct CommittedOffset {
 }
 
 type Offsets = BTreeMap<(String, i32), CommittedOffset>;
-
-/// How long a commit may wait for the offsets partition's in-sync replicas.
-const REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Where commits are written.
-#[derive(Debug)]
-enum Destination {
-    /// One broker: the local log, acknowledged after its fsync.
-    Local(Arc<LogManager>),
-    /// A cluster: the offsets partition's replica here, which must lead it; acknowledged
-    /// once the partition's in-sync replicas have the commit.
-    Replicated(Arc<ReplicaManager>),
-}
+/// Offsets written in open transactions: group -> producer id -> offsets.
+type Pending = HashMap<String, HashMap<i64, Offsets>>;
 
 /// Committed offsets of every group this broker coordinates.
 #[derive(Debug)]
 pub struct OffsetStore {
-    destination: Destination,
+    destination: InternalLog,
     committed: Mutex<HashMap<String, Offsets>>,
+    pending: Mutex<Pending>,
 }
 
 /// Java's `String.hashCode`, which Kafka uses to place a group.
@@ -155,18 +149,27 @@ impl OffsetStore {
             }
         }
         let mut committed: HashMap<String, Offsets> = HashMap::new();
+        let mut pending = Pending::new();
         let partitions = logs.topic(OFFSETS_TOPIC).map_or(0, |t| t.partitions);
         for partition in 0..partitions {
-            read_partition(&*logs.get(OFFSETS_TOPIC, partition)?, &mut committed)?;
+            read_partition(&*logs.get(OFFSETS_TOPIC, partition)?, &mut committed, &mut pending)?;
         }
         committed.retain(|_, offsets| !offsets.is_empty());
-        Ok(Self { destination: Destination::Local(logs), committed: Mutex::new(committed) })
+        Ok(Self {
+            destination: InternalLog::Local(logs),
+            committed: Mutex::new(committed),
+            pending: Mutex::new(pending),
+        })
     }
 
     /// A store for a cluster broker: empty until [`Self::load_partition`] loads the
     /// offsets partitions this broker comes to lead.
     pub fn replicated(replicas: Arc<ReplicaManager>) -> Self {
-        Self { destination: Destination::Replicated(replicas), committed: Mutex::new(HashMap::new()) }
+        Self {
+            destination: InternalLog::Replicated(replicas),
+            committed: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::new()),
+        }
     }
 
     /// Takes over the groups of offsets partition `partition` from its log (this broker
@@ -176,17 +179,68 @@ impl OffsetStore {
     /// [`LogError`] if the log cannot be read.
     pub fn load_partition(&self, partition: i32, log: &Log) -> Result<(), LogError> {
         let mut loaded = HashMap::new();
-        read_partition(log, &mut loaded)?;
+        let mut loaded_pending = Pending::new();
+        read_partition(log, &mut loaded, &mut loaded_pending)?;
         loaded.retain(|_, offsets| !offsets.is_empty());
         let mut committed = self.committed.lock().expect("offsets lock");
         committed.retain(|group, _| partition_for(group) != partition);
         committed.extend(loaded);
+        let mut pending = self.pending.lock().expect("offsets lock");
+        pending.retain(|group, _| partition_for(group) != partition);
+        pending.extend(loaded_pending);
         Ok(())
     }
 
     /// Forgets the groups of offsets partition `partition` (another broker leads it now).
     pub fn unload_partition(&self, partition: i32) {
         self.committed.lock().expect("offsets lock").retain(|group, _| partition_for(group) != partition);
+        self.pending.lock().expect("offsets lock").retain(|group, _| partition_for(group) != partition);
+    }
+
+    /// TxnOffsetCommit: writes offsets in `producer_id`'s transaction; they stay pending
+    /// until its marker.
+    ///
+    /// # Errors
+    /// As [`Self::write`]; `InvalidProducerEpoch` for a fenced producer.
+    pub async fn write_transactional(
+        &self,
+        group: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        entries: Vec<((String, i32), CommittedOffset)>,
+    ) -> Result<(), ReplicaError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let timestamp = entries.iter().map(|(_, c)| c.commit_timestamp).max().unwrap_or(0);
+        let encoded: Vec<(Vec<u8>, Vec<u8>)> =
+            entries.iter().map(|((t, p), c)| (encode_key(group, t, *p), encode_value(c))).collect();
+        // No sequence: the coordinator's epoch check is what fences a zombie here.
+        let mut builder =
+            BatchBuilder::new(Compression::None).producer(producer_id, producer_epoch, -1).transactional(true);
+        for (key, value) in &encoded {
+            builder.append(NewRecord { timestamp, key: Some(key), value: Some(value), headers: &[] });
+        }
+        let batch = builder.build().map_err(|source| LogError::InvalidRecords { source })?;
+        self.destination.append(OFFSETS_TOPIC, partition_for(group), &batch, AppendOrigin::Client).await?;
+        let mut pending = self.pending.lock().expect("offsets lock");
+        pending.entry(group.to_string()).or_default().entry(producer_id).or_default().extend(entries);
+        Ok(())
+    }
+
+    /// A transaction's marker was written to offsets partition `partition`: its pending
+    /// offsets there are applied (commit) or dropped (abort).
+    pub fn complete_transaction(&self, partition: i32, producer_id: i64, commit: bool) {
+        let mut pending = self.pending.lock().expect("offsets lock");
+        let mut committed = self.committed.lock().expect("offsets lock");
+        complete(&mut pending, &mut committed, |group| partition_for(group) == partition, producer_id, commit);
+    }
+
+    /// Whether a transaction has offsets for this partition not yet decided (OffsetFetch's
+    /// `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.pending.lock().expect("offsets lock").get(group).is_some_and(|p| p.values().any(|o| o.contains_key(&key)))
     }
 
     /// Writes offsets (a `None` deletes one) and waits until they are on disk; only then
@@ -215,27 +269,7 @@ impl OffsetStore {
             builder.append(NewRecord { timestamp, key: Some(key), value: value.as_deref(), headers: &[] });
         }
         let batch = builder.build().map_err(|source| LogError::InvalidRecords { source })?;
-        match &self.destination {
-            Destination::Local(logs) => {
-                let log = logs.get(OFFSETS_TOPIC, partition_for(group))?;
-                let appended = log.append(&batch, 0)?;
-                log.wait_flushed(appended.last_offset + 1).await?;
-            }
-            Destination::Replicated(replicas) => {
-                let partition = partition_for(group);
-                let replica = replicas.replica(OFFSETS_TOPIC, partition).ok_or_else(|| {
-                    ReplicaError::NotLeader(crate::log::TopicPartition::new(OFFSETS_TOPIC, partition))
-                })?;
-                let min_insync_replicas = replica.log.config().min_insync_replicas;
-                let (appended, epoch, actions) = replica.append_as_leader(&batch, true, min_insync_replicas)?;
-                replicas.act(&replica, actions);
-                let next = appended.last_offset + 1;
-                if replica.log.ack_needs_flush(next) {
-                    replica.log.wait_flushed(next).await?;
-                }
-                replica.wait_replicated(next, epoch, min_insync_replicas, REPLICATION_TIMEOUT).await?;
-            }
-        }
+        self.destination.append(OFFSETS_TOPIC, partition_for(group), &batch, AppendOrigin::Client).await?;
         let mut committed = self.committed.lock().expect("offsets lock");
         let offsets = committed.entry(group.to_string()).or_default();
         for (key, value) in entries {
@@ -275,8 +309,27 @@ impl OffsetStore {
     }
 }
 
-/// Reads every committed offset in one offsets partition's log into `committed`.
-fn read_partition(log: &Log, committed: &mut HashMap<String, Offsets>) -> Result<(), LogError> {
+/// Moves `producer_id`'s pending offsets of the groups `here` selects into `committed`
+/// (a commit) or drops them (an abort).
+fn complete(
+    pending: &mut Pending,
+    committed: &mut HashMap<String, Offsets>,
+    here: impl Fn(&str) -> bool,
+    producer_id: i64,
+    commit: bool,
+) {
+    for (group, producers) in pending.iter_mut().filter(|(g, _)| here(g)) {
+        let Some(offsets) = producers.remove(&producer_id) else { continue };
+        if commit {
+            committed.entry(group.clone()).or_default().extend(offsets);
+        }
+    }
+    pending.retain(|_, producers| !producers.is_empty());
+}
+
+/// Reads every committed offset in one offsets partition's log into `committed`, and the
+/// offsets of transactions still open into `pending`.
+fn read_partition(log: &Log, committed: &mut HashMap<String, Offsets>, pending: &mut Pending) -> Result<(), LogError> {
     let mut offset = log.log_start();
     while offset < log.log_end() {
         let read = log.read(offset, None, 1 << 20)?;
@@ -287,16 +340,26 @@ fn read_partition(log: &Log, committed: &mut HashMap<String, Offsets>) -> Result
             let batch = batch.map_err(|source| LogError::InvalidRecords { source })?;
             offset = batch.next_offset();
             if batch.is_control() {
+                if let Some(marker) = crate::log::producer_state::TxnMarker::decode(&batch) {
+                    complete(pending, committed, |_| true, batch.producer_id(), marker.commit);
+                }
                 continue;
             }
+            let transactional = batch.is_transactional().then(|| batch.producer_id());
             let records = batch.records(1 << 26).map_err(|source| LogError::InvalidRecords { source })?;
             for record in records.iter() {
                 let record = record.map_err(|source| LogError::InvalidRecords { source })?;
                 let Some((group, topic, partition)) = record.key.and_then(decode_key) else { continue };
                 match record.value.and_then(decode_value) {
-                    Some(value) => {
-                        committed.entry(group).or_default().insert((topic, partition), value);
-                    }
+                    Some(value) => match transactional {
+                        Some(producer_id) => {
+                            let offsets = pending.entry(group).or_default().entry(producer_id).or_default();
+                            offsets.insert((topic, partition), value);
+                        }
+                        None => {
+                            committed.entry(group).or_default().insert((topic, partition), value);
+                        }
+                    },
                     None => {
                         if let Some(offsets) = committed.get_mut(&group) {
                             offsets.remove(&(topic, partition));

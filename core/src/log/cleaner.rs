@@ -15,8 +15,10 @@
 //! so appends go on while segments are cleaned. A batch whose records cannot be decoded
 //! or are out of order is copied unchanged: compaction never loses what it cannot read.
 //!
-//! Transactions do not exist yet; when they do, aborted records must not shadow
-//! committed ones here.
+//! Transactions: only segments wholly below the first open transaction are cleaned, so
+//! no undecided record ever shadows a committed one; records of aborted transactions are
+//! left out of the key map and dropped, and markers are kept (a `read_committed` reader
+//! of what is left still needs them to know where each transaction ended).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use super::LogError;
 use super::config::LogConfig;
 use super::segment::{SealedSegment, SegmentIndexer, SegmentPaths};
+use super::txn_index::AbortedTxn;
 use crate::record::{BatchBuilder, BatchIter, NewRecord, RecordBatch, RecordError};
 
 /// Suffix of a segment being rewritten; leftovers are removed when a log opens.
@@ -81,13 +84,18 @@ pub struct Cleaned {
     pub clean_up_to: i64,
 }
 
-/// Chooses the sealed segments that may be compacted now.
-pub fn plan(sealed: &[Arc<SealedSegment>], config: &LogConfig, now_ms: i64) -> CompactionPlan {
+/// Chooses the sealed segments that may be compacted now: old enough, and wholly below
+/// `first_unstable` (the first offset of the oldest open transaction, or the log end).
+pub fn plan(sealed: &[Arc<SealedSegment>], config: &LogConfig, now_ms: i64, first_unstable: i64) -> CompactionPlan {
     if !config.cleanup_policy.compact {
         return CompactionPlan::default();
     }
     let lag_limit = now_ms.saturating_sub(config.min_compaction_lag_ms);
-    let segments: Vec<_> = sealed.iter().take_while(|s| s.max_timestamp <= lag_limit).cloned().collect();
+    let segments: Vec<_> = sealed
+        .iter()
+        .take_while(|s| s.max_timestamp <= lag_limit && s.next_offset <= first_unstable)
+        .cloned()
+        .collect();
     let clean_up_to = segments.last().map_or(0, |s| s.next_offset);
     CompactionPlan { segments, clean_up_to }
 }
@@ -101,7 +109,20 @@ fn records_error(segment: &SealedSegment) -> impl Fn(RecordError) -> LogError + 
 /// # Errors
 /// [`LogError::Io`] writing the cleaned files; [`LogError::CorruptSegmentRecords`] when a
 /// stored batch cannot be decoded (it passed its CRC, so the disk is lying).
-pub fn clean(dir: &Path, plan: &CompactionPlan, config: &LogConfig, now_ms: i64) -> Result<Cleaned, LogError> {
+pub fn clean(
+    dir: &Path,
+    plan: &CompactionPlan,
+    config: &LogConfig,
+    now_ms: i64,
+    aborted: &[AbortedTxn],
+) -> Result<Cleaned, LogError> {
+    let is_aborted = |batch: &RecordBatch<'_>| {
+        batch.is_transactional()
+            && !batch.is_control()
+            && aborted.iter().any(|a| {
+                a.producer_id == batch.producer_id() && (a.first_offset..=a.last_offset).contains(&batch.base_offset())
+            })
+    };
     // Pass 1: the latest offset of every key, bounded in memory.
     let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut map_bytes = 0usize;
@@ -109,7 +130,7 @@ pub fn clean(dir: &Path, plan: &CompactionPlan, config: &LogConfig, now_ms: i64)
     for segment in &plan.segments {
         for batch in BatchIter::new(segment.bytes()) {
             let batch = batch.map_err(records_error(segment))?;
-            if batch.is_control() {
+            if batch.is_control() || is_aborted(&batch) {
                 continue;
             }
             let Ok(records) = batch.records(MAX_DECOMPRESSED_BYTES) else { continue };
@@ -148,7 +169,11 @@ pub fn clean(dir: &Path, plan: &CompactionPlan, config: &LogConfig, now_ms: i64)
         let mut written = 0u64;
         for batch in BatchIter::new(segment.bytes()) {
             let batch = batch.map_err(records_error(segment))?;
-            let (kept, removed) = filter_batch(&batch, &latest, now_ms, horizon);
+            let (kept, removed) = if is_aborted(&batch) {
+                (Kept::None, batch.records_count() as u64)
+            } else {
+                filter_batch(&batch, &latest, now_ms, horizon)
+            };
             cleaned.outcome.records_removed += removed;
             let bytes = match &kept {
                 Kept::All => batch.as_bytes(),
@@ -260,7 +285,13 @@ fn cleaned_paths(dir: &Path, base_offset: i64) -> SegmentPaths {
     let suffixed = |path: &Path| {
         path.with_file_name(format!("{}{CLEANED_SUFFIX}", path.file_name().expect("file name").to_string_lossy()))
     };
-    SegmentPaths { log: suffixed(&plain.log), index: suffixed(&plain.index), time_index: suffixed(&plain.time_index) }
+    SegmentPaths {
+        log: suffixed(&plain.log),
+        index: suffixed(&plain.index),
+        time_index: suffixed(&plain.time_index),
+        txn_index: suffixed(&plain.txn_index),
+        snapshot: suffixed(&plain.snapshot),
+    }
 }
 
 /// Replaces `old` by its cleaned files with renames only (the indexes were built while

@@ -26,8 +26,9 @@ use super::clock::Clock;
 use super::config::LogConfig;
 use super::flusher::FlushHandle;
 use super::leader_epoch::LeaderEpochCache;
-use super::producer_state::{ProducerStateTable, SequenceCheck};
-use super::segment::{ActiveSegment, SealedSegment, SegmentPaths, SegmentView};
+use super::producer_state::{CompletedTxn, MarkerCheck, ProducerStateTable, SequenceCheck, TxnMarker};
+use super::segment::{ActiveSegment, SealedSegment, SegmentPaths, SegmentView, sync_path};
+use super::txn_index::{self, AbortedTxn};
 use super::{LogError, cleaner};
 use crate::record::{BatchIter, RecordBatch, RecordError};
 
@@ -79,6 +80,14 @@ pub struct RecoveryReport {
     pub deleted_segments: usize,
 }
 
+/// Who is appending: producers may not write control batches; the transaction
+/// coordinator writes only markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    Client,
+    Coordinator,
+}
+
 /// The flushed offset, or that flushing failed (the log then refuses all writes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FlushState {
@@ -97,8 +106,15 @@ struct LogState {
     unsynced: Vec<Arc<SealedSegment>>,
     /// A segment file was created or removed since the last flush.
     dir_dirty: bool,
-    /// Idempotent producers' epochs and recent sequences.
+    /// Idempotent producers' epochs and recent sequences, and open transactions.
     producers: ProducerStateTable,
+    /// Every aborted transaction in the log (the `.txnindex` files), in marker order.
+    aborted: Vec<AbortedTxn>,
+    /// Transactions completed by markers that may still be above the high watermark:
+    /// until the high watermark passes its marker, a transaction is not stable.
+    unstable: Vec<CompletedTxn>,
+    /// The active segment's snapshot or transaction index was written since the last flush.
+    txn_files_dirty: bool,
     /// Where each leader epoch starts (`leader-epoch-checkpoint`).
     epochs: LeaderEpochCache,
 }
@@ -257,11 +273,14 @@ impl Log {
         // creations and removals, before the checkpoint says so and before serving it.
         active.file.sync_data().map_err(io("sync segment", &active.paths.log))?;
         sync_dir(dir)?;
-        let producers = rebuild_producers(&sealed, &active)?;
+        let txns = recover_transactions(&sealed, &active, recover_from)?;
         let epochs = load_epochs(dir, &sealed, &active, log_start, log_end)?;
         let state = LogState {
             epochs,
-            producers,
+            producers: txns.producers,
+            aborted: txns.aborted,
+            unstable: txns.unstable,
+            txn_files_dirty: false,
             sealed,
             recovery_point: active.base_offset,
             clean_offset: checkpoint.clean_offset.clamp(log_start, log_end),
@@ -383,6 +402,16 @@ impl Log {
     /// past `max.message.bytes`, [`LogError::Io`] if the write fails, and
     /// [`LogError::Failed`] once a flush has failed.
     pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo, LogError> {
+        self.append_with(batches, leader_epoch, AppendOrigin::Client)
+    }
+
+    /// As [`Self::append`], for `origin`: the transaction coordinator's batches must all be
+    /// markers, and are checked against the producers' epochs instead of sequences.
+    ///
+    /// # Errors
+    /// As [`Self::append`]; [`LogError::InvalidProducerEpoch`] for a marker of an epoch
+    /// older than its producer's, [`LogError::InvalidAppend`] for a client's control batch.
+    pub fn append_with(&self, batches: &[u8], leader_epoch: i32, origin: AppendOrigin) -> Result<AppendInfo, LogError> {
         let config = self.config();
         let mut sizes = Vec::new();
         let mut offsets = 0i64;
@@ -399,6 +428,15 @@ impl Log {
                 });
             }
             validate_records(&batch, &config)?;
+            match origin {
+                AppendOrigin::Client if batch.is_control() => {
+                    return Err(LogError::InvalidAppend { reason: "producers may not write control batches" });
+                }
+                AppendOrigin::Coordinator if TxnMarker::decode(&batch).is_none() => {
+                    return Err(LogError::InvalidAppend { reason: "the coordinator writes only transaction markers" });
+                }
+                _ => {}
+            }
             sizes.push(batch.size());
             offsets += i64::from(batch.last_offset_delta()) + 1;
             max_timestamp = max_timestamp.max(batch.max_timestamp());
@@ -423,6 +461,21 @@ impl Log {
         for &size in &sizes {
             let (batch, _) = RecordBatch::split_first(&batches[position..position + size]).expect("validated above");
             let table = scratch.as_ref().unwrap_or(&state.producers);
+            if let Some(marker) = TxnMarker::decode(&batch) {
+                match table.check_marker(batch.producer_id(), batch.producer_epoch(), marker) {
+                    MarkerCheck::Append => {}
+                    MarkerCheck::StaleEpoch { current } => {
+                        return Err(LogError::InvalidProducerEpoch {
+                            producer_id: batch.producer_id(),
+                            epoch: batch.producer_epoch(),
+                            current,
+                        });
+                    }
+                    MarkerCheck::StaleCoordinator { .. } => {
+                        return Err(LogError::StaleCoordinatorEpoch { producer_id: batch.producer_id() });
+                    }
+                }
+            }
             match table.check(&batch) {
                 SequenceCheck::Append => {}
                 SequenceCheck::Duplicate(seen) if sizes.len() == 1 => {
@@ -467,12 +520,73 @@ impl Log {
             state.epochs.write(&self.dir)?;
         }
         state.active.append(&batches[..total], first_offset, leader_epoch)?;
-        let mut next = first_offset;
-        for batch in BatchIter::new(&batches[..total]).map_while(Result::ok) {
-            state.producers.record_at(&batch, next);
-            next += i64::from(batch.last_offset_delta()) + 1;
-        }
+        let next = self.record_producers(&mut state, &batches[..total], Some(first_offset))?;
         Ok(self.appended(state, first_offset, next, max_timestamp))
+    }
+
+    /// Applies appended batches to the producer state (offsets assigned from
+    /// `first_offset`, or the batches' own), indexing the transactions they abort. Returns
+    /// the offset after them.
+    fn record_producers(
+        &self,
+        state: &mut LogState,
+        batches: &[u8],
+        first_offset: Option<i64>,
+    ) -> Result<i64, LogError> {
+        let mut next = first_offset.unwrap_or(i64::MIN);
+        let mut aborted = Vec::new();
+        for batch in BatchIter::new(batches).map_while(Result::ok) {
+            let base = if first_offset.is_some() { next } else { batch.base_offset() };
+            if let Some(completed) = state.producers.record_at(&batch, base) {
+                if completed.aborted {
+                    let lso = state.producers.first_unstable_offset().unwrap_or(completed.last_offset + 1);
+                    aborted.push(AbortedTxn {
+                        producer_id: completed.producer_id,
+                        first_offset: completed.first_offset,
+                        last_offset: completed.last_offset,
+                        last_stable_offset: lso,
+                    });
+                }
+                state.unstable.push(completed);
+            }
+            next = base + i64::from(batch.last_offset_delta()) + 1;
+        }
+        if !aborted.is_empty() {
+            if let Err(error) = txn_index::append(&state.active.paths.txn_index, &aborted) {
+                // The markers are in the log but a read_committed reader would not know to
+                // skip what they abort: refuse writes until a restart rebuilds the index.
+                tracing::error!(dir = %self.dir.display(), %error, "transaction index write failed; the log refuses further writes");
+                self.flush_state.send_modify(|s| s.failed = true);
+                return Err(error);
+            }
+            state.aborted.extend(aborted);
+            state.txn_files_dirty = true;
+        }
+        Ok(next)
+    }
+
+    /// The last stable offset given the high watermark: no `read_committed` reader may go
+    /// past the first offset of a transaction still open, or completed by a marker not
+    /// yet below the high watermark.
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        let mut state = self.lock();
+        state.unstable.retain(|t| t.last_offset >= high_watermark);
+        let open = state.producers.first_unstable_offset();
+        let completing = state.unstable.iter().map(|t| t.first_offset).min();
+        [Some(high_watermark), open, completing].into_iter().flatten().min().expect("high watermark")
+    }
+
+    /// The aborted transactions a reader of `from..upto` must know of: those whose records
+    /// may lie in that range (their marker at or past `from`, their start before `upto`).
+    pub fn aborted_transactions(&self, from: i64, upto: i64) -> Vec<AbortedTxn> {
+        let state = self.lock();
+        let start = state.aborted.partition_point(|a| a.last_offset < from);
+        state.aborted[start..].iter().filter(|a| a.first_offset < upto).copied().collect()
+    }
+
+    /// Open transactions here, as (producer id, first offset), oldest first.
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.lock().producers.ongoing().collect()
     }
 
     fn should_roll(&self, state: &LogState, config: &LogConfig, bytes: usize, offsets: i64) -> bool {
@@ -507,6 +621,13 @@ impl Log {
                 return Err(error);
             }
         };
+        // The producer state as of the new segment's base: recovery that starts there
+        // needs to replay nothing before it. Synced with the next flush.
+        if let Err(error) = write_snapshot(&fresh.paths.snapshot, &state.producers) {
+            let _ = fresh.paths.remove();
+            return Err(error);
+        }
+        state.txn_files_dirty = true;
         let old = std::mem::replace(&mut state.active, fresh);
         let sealed = Arc::new(old.into_sealed(map));
         state.unsynced.push(Arc::clone(&sealed));
@@ -657,9 +778,11 @@ impl Log {
     /// [`LogError::Io`] for the failed sync, [`LogError::Failed`] afterwards.
     pub fn flush(&self) -> Result<(), LogError> {
         let _serial = lock_unit(&self.flush_lock);
-        let (unsynced, active_file, active_path, active_base, end, dir_dirty) = {
+        let (unsynced, active_file, active_path, active_base, end, dir_dirty, txn_files) = {
             let mut state = self.lock();
             let dir_dirty = std::mem::take(&mut state.dir_dirty);
+            let txn_files = std::mem::take(&mut state.txn_files_dirty)
+                .then(|| (state.active.paths.txn_index.clone(), state.active.paths.snapshot.clone()));
             (
                 std::mem::take(&mut state.unsynced),
                 Arc::clone(&state.active.file),
@@ -667,6 +790,7 @@ impl Log {
                 state.active.base_offset,
                 state.log_end(),
                 dir_dirty,
+                txn_files,
             )
         };
         if self.flush_state.borrow().failed {
@@ -681,6 +805,10 @@ impl Log {
                 path: active_path.clone(),
                 source,
             })?;
+            if let Some((txn_index, snapshot)) = &txn_files {
+                sync_path(txn_index)?;
+                sync_path(snapshot)?;
+            }
             if dir_dirty {
                 sync_dir(&self.dir)?;
             }
@@ -810,9 +938,7 @@ impl Log {
             state.epochs.write(&self.dir)?;
         }
         state.active.append_stored(&batches[..total])?;
-        for batch in BatchIter::new(&batches[..total]).map_while(Result::ok) {
-            state.producers.record_at(&batch, batch.base_offset());
-        }
+        self.record_producers(&mut state, &batches[..total], None)?;
         Ok(self.appended(state, first_offset, next, max_timestamp))
     }
 
@@ -886,7 +1012,10 @@ impl Log {
             state.log_start = state.log_start.min(new_end);
             state.recovery_point = state.recovery_point.min(target);
             state.clean_offset = state.clean_offset.min(new_end);
-            state.producers = rebuild_producers(&state.sealed, &state.active)?;
+            let txns = recover_transactions(&state.sealed, &state.active, target)?;
+            state.producers = txns.producers;
+            state.aborted = txns.aborted;
+            state.unstable = txns.unstable;
             if state.epochs.truncate_from_end(new_end) {
                 state.epochs.write(&self.dir)?;
             }
@@ -927,19 +1056,24 @@ impl Log {
                 return Err(LogError::InvalidAppend { reason: "a log starts again only past its end" });
             }
             let interval = self.config().index_interval_bytes;
+            // Before the roll, so the new segment's snapshot is of the empty state.
+            state.producers = Default::default();
+            state.aborted.clear();
+            state.unstable.clear();
             if state.active.is_empty() {
                 // Nothing to seal: the empty segment is replaced outright.
                 let fresh = ActiveSegment::create(&self.dir, offset, interval, self.context.clock.now_ms())?;
+                write_snapshot(&fresh.paths.snapshot, &state.producers)?;
                 let old = std::mem::replace(&mut state.active, fresh);
                 old.paths.remove()?;
                 state.dir_dirty = true;
+                state.txn_files_dirty = true;
             } else {
                 self.roll_at(&mut state, offset)?;
             }
             state.log_start = offset;
             state.recovery_point = state.recovery_point.max(offset);
             state.clean_offset = state.clean_offset.max(offset);
-            state.producers = Default::default();
             state.epochs = LeaderEpochCache::default();
             state.epochs.write(&self.dir)?;
         }
@@ -1059,6 +1193,7 @@ impl Log {
             }
             let first = state.sealed.keys().next().copied().unwrap_or(state.active.base_offset);
             state.log_start = state.log_start.max(first);
+            state.aborted.retain(|a| a.last_offset >= first);
             state.clean_offset = state.clean_offset.max(state.log_start);
             state.dir_dirty = true;
             doomed
@@ -1100,15 +1235,19 @@ impl Log {
         let _maintenance = lock_unit(&self.maintenance);
         let config = self.config();
         let now = self.context.clock.now_ms();
-        let segments: Vec<Arc<SealedSegment>> = {
+        let (segments, first_unstable, aborted) = {
             let state = self.lock();
-            state.sealed.values().cloned().collect()
+            // Only undecided transactions matter here: a decided one's marker says what its
+            // records are (a marker later lost to truncation is written again by the
+            // coordinator, with the same decision).
+            let first_unstable = state.producers.first_unstable_offset().unwrap_or(state.log_end());
+            (state.sealed.values().cloned().collect::<Vec<_>>(), first_unstable, state.aborted.clone())
         };
-        let plan = cleaner::plan(&segments, &config, now);
+        let plan = cleaner::plan(&segments, &config, now, first_unstable);
         if plan.segments.is_empty() {
             return Ok(cleaner::CompactionOutcome::default());
         }
-        let cleaned = cleaner::clean(&self.dir, &plan, &config, now)?;
+        let cleaned = cleaner::clean(&self.dir, &plan, &config, now, &aborted)?;
         {
             let mut state = self.lock();
             for (old, new) in cleaned.segments {
@@ -1216,19 +1355,95 @@ fn load_epochs(
     Ok(epochs)
 }
 
-/// Producer state from the last two segments: enough for any retry still in flight.
-fn rebuild_producers(
+/// Producer and transaction state recovered from disk.
+struct RecoveredTxns {
+    producers: ProducerStateTable,
+    aborted: Vec<AbortedTxn>,
+    unstable: Vec<CompletedTxn>,
+}
+
+/// Rebuilds producer state, open transactions and the aborted-transaction index for a log
+/// whose segments from `recover_from` on were recovered (and may have lost a tail): the
+/// snapshot at the first such segment is loaded and those segments replayed, their
+/// `.txnindex` rewritten from their markers; older segments' indexes are read as stored.
+/// Without a usable snapshot, every segment is replayed for the state.
+fn recover_transactions(
     sealed: &BTreeMap<i64, Arc<SealedSegment>>,
     active: &ActiveSegment,
-) -> Result<ProducerStateTable, LogError> {
-    let mut producers = ProducerStateTable::default();
-    if let Some(last_sealed) = sealed.values().next_back() {
-        for batch in BatchIter::new(last_sealed.bytes()).map_while(Result::ok) {
-            producers.record(&batch);
-        }
+    recover_from: i64,
+) -> Result<RecoveredTxns, LogError> {
+    let first_recovered = sealed.keys().copied().find(|b| *b >= recover_from).unwrap_or(active.base_offset);
+    let snapshot_at = |base: i64| {
+        let path = if base == active.base_offset { &active.paths.snapshot } else { &sealed[&base].paths.snapshot };
+        fs::read(path).ok().and_then(|bytes| ProducerStateTable::from_snapshot(&bytes))
+    };
+    let (producers, replay_from) = match snapshot_at(first_recovered) {
+        Some(table) => (table, first_recovered),
+        None => (ProducerStateTable::default(), i64::MIN),
+    };
+    let mut recovered = RecoveredTxns { producers, aborted: Vec::new(), unstable: Vec::new() };
+    for (&base, segment) in sealed {
+        let replayed = if base < replay_from {
+            None
+        } else {
+            let mut completed = Vec::new();
+            recovered.producers.replay(segment.bytes(), &mut completed);
+            Some(completed)
+        };
+        recovered.segment_done(&segment.paths, base >= first_recovered, replayed)?;
     }
-    active.for_each_batch(|batch| producers.record(batch))?;
-    Ok(producers)
+    if snapshot_at(active.base_offset).is_none() {
+        // So that the next recovery, which starts at the active segment, has one.
+        write_snapshot(&active.paths.snapshot, &recovered.producers)?;
+        sync_path(&active.paths.snapshot)?;
+    }
+    let mut completed = Vec::new();
+    active.for_each_batch(|batch| completed.extend(recovered.producers.record(batch)))?;
+    recovered.segment_done(&active.paths, true, Some(completed))?;
+    Ok(recovered)
+}
+
+impl RecoveredTxns {
+    /// Takes in one segment's aborts: from the markers `replayed` if it was recovered
+    /// (rewriting its index), else from its index as stored.
+    fn segment_done(
+        &mut self,
+        paths: &SegmentPaths,
+        recovered: bool,
+        replayed: Option<Vec<CompletedTxn>>,
+    ) -> Result<(), LogError> {
+        let completed = match replayed {
+            Some(completed) if recovered => completed,
+            _ => {
+                self.aborted.extend(txn_index::read(&paths.txn_index)?);
+                return Ok(());
+            }
+        };
+        let entries: Vec<AbortedTxn> = completed
+            .iter()
+            .filter(|t| t.aborted)
+            .map(|t| AbortedTxn {
+                producer_id: t.producer_id,
+                first_offset: t.first_offset,
+                last_offset: t.last_offset,
+                last_stable_offset: t.last_offset + 1,
+            })
+            .collect();
+        txn_index::rewrite(&paths.txn_index, &entries)?;
+        sync_path(&paths.txn_index)?;
+        self.aborted.extend(entries);
+        self.unstable.extend(completed);
+        Ok(())
+    }
+}
+
+/// Writes a producer state snapshot (not synced).
+fn write_snapshot(path: &Path, producers: &ProducerStateTable) -> Result<(), LogError> {
+    fs::write(path, producers.to_snapshot()).map_err(|source| LogError::Io {
+        op: "write producer snapshot",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Replaces the file at `path` with its first `len` bytes: a new file, fsynced, renamed

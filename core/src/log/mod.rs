@@ -10,6 +10,7 @@
 //!     │      ── <topic>-<partition>/          one Log each
 //!     │            00000000000000000000.log / .index / .timeindex
 //!     │            00000000000000004096.log / ...          (segments)
+//!     │            .txnindex (aborted transactions) / .snapshot (producer state)
 //!     │            partition.checkpoint                    (log start, recovery point)
 //!     ├── Flusher (a few threads): group-commit fsync for every log
 //!     └── maintenance thread: retention, compaction
@@ -27,6 +28,7 @@ mod log;
 pub mod manager;
 pub mod producer_state;
 pub mod segment;
+pub mod txn_index;
 
 use std::path::PathBuf;
 
@@ -35,7 +37,7 @@ pub use cleaner::CompactionOutcome;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, LOCAL_RETENTION_SAME_AS_TOTAL, LOG_CONFIG_NAMES, LogConfig, ValueFormat};
 pub use flusher::{FlushHandle, Flusher};
-pub use log::{AppendInfo, Log, LogContext, ReadResult, RecoveryReport, RetentionOutcome};
+pub use log::{AppendInfo, AppendOrigin, Log, LogContext, ReadResult, RecoveryReport, RetentionOutcome};
 pub use manager::{LogManager, LogManagerOptions, TopicDescription, TopicPartition};
 
 use crate::record::RecordError;
@@ -85,6 +87,8 @@ pub enum LogError {
     OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
     #[error("producer {producer_id} epoch {epoch} is older than its current epoch {current}")]
     InvalidProducerEpoch { producer_id: i64, epoch: i16, current: i16 },
+    #[error("a newer transaction coordinator has written markers for producer {producer_id}")]
+    StaleCoordinatorEpoch { producer_id: i64 },
     #[error("invalid partition count for topic {topic}: {reason}")]
     InvalidPartitions { topic: String, reason: String },
 }

@@ -31,6 +31,10 @@ pub struct SegmentPaths {
     pub log: PathBuf,
     pub index: PathBuf,
     pub time_index: PathBuf,
+    /// Aborted transactions whose markers are in the segment (see [`super::txn_index`]).
+    pub txn_index: PathBuf,
+    /// The producer state as of the segment's base offset (written when it became active).
+    pub snapshot: PathBuf,
 }
 
 impl SegmentPaths {
@@ -39,6 +43,8 @@ impl SegmentPaths {
             log: dir.join(format!("{base_offset:020}.log")),
             index: dir.join(format!("{base_offset:020}.index")),
             time_index: dir.join(format!("{base_offset:020}.timeindex")),
+            txn_index: dir.join(format!("{base_offset:020}.txnindex")),
+            snapshot: dir.join(format!("{base_offset:020}.snapshot")),
         }
     }
 
@@ -47,7 +53,7 @@ impl SegmentPaths {
     /// # Errors
     /// [`LogError::Io`] for any other failure.
     pub fn remove(&self) -> Result<(), LogError> {
-        for path in [&self.index, &self.time_index, &self.log] {
+        for path in [&self.index, &self.time_index, &self.txn_index, &self.snapshot, &self.log] {
             match fs::remove_file(path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -747,7 +753,9 @@ impl SealedSegment {
             source,
         })?;
         sync_path(&self.paths.index)?;
-        sync_path(&self.paths.time_index)
+        sync_path(&self.paths.time_index)?;
+        sync_path(&self.paths.txn_index)?;
+        sync_path(&self.paths.snapshot)
     }
 
     /// The time retention judges the segment by: its newest record's timestamp, or the

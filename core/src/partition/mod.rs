@@ -8,9 +8,11 @@
 //! - [`replica`]: this broker's replica of one partition: role, high watermark, appends.
 //! - [`replica_manager`]: keeps every replica in the role the metadata image gives it.
 //! - [`fetcher`]: copies followed partitions from their leader.
+//! - [`internal`]: durable appends on the broker's own behalf (coordinators, markers).
 
 mod fetcher;
 pub mod follower;
+pub mod internal;
 pub mod leader;
 pub mod replica;
 pub mod replica_manager;
@@ -20,6 +22,7 @@ mod leader_test;
 #[cfg(test)]
 mod simulation_test;
 
+pub use internal::InternalLog;
 pub use leader::{LeaderAction, LeaderState};
 pub use replica::{Replica, ReplicaError, ReplicaStatus};
 pub use replica_manager::ReplicaManager;

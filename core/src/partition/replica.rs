@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::leader::{LeaderAction, LeaderState};
 use crate::cluster::{BrokerId, PartitionRegistration};
-use crate::log::{AppendInfo, Log, LogError, TopicPartition};
+use crate::log::{AppendInfo, AppendOrigin, Log, LogError, TopicPartition};
 
 /// Why a replica refused a request. Each is one of Kafka's error codes.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +197,21 @@ impl Replica {
         acks_all: bool,
         min_insync_replicas: u32,
     ) -> Result<(AppendInfo, i32, Vec<LeaderAction>), ReplicaError> {
+        self.append_as_leader_from(batches, acks_all, min_insync_replicas, AppendOrigin::Client)
+    }
+
+    /// As [`Self::append_as_leader`], for batches from `origin` (the transaction
+    /// coordinator's markers).
+    ///
+    /// # Errors
+    /// As [`Self::append_as_leader`].
+    pub fn append_as_leader_from(
+        &self,
+        batches: &[u8],
+        acks_all: bool,
+        min_insync_replicas: u32,
+        origin: AppendOrigin,
+    ) -> Result<(AppendInfo, i32, Vec<LeaderAction>), ReplicaError> {
         let mut state = self.lock();
         let epoch = state.registration.leader_epoch;
         let Role::Leader(leader) = &mut state.role else { return Err(ReplicaError::NotLeader(self.tp.clone())) };
@@ -207,7 +222,7 @@ impl Replica {
                 min: min_insync_replicas,
             });
         }
-        let info = self.log.append(batches, epoch)?;
+        let info = self.log.append_with(batches, epoch, origin)?;
         let actions = leader.on_append(self.log.log_end());
         self.publish(&state);
         Ok((info, epoch, actions))

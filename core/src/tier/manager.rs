@@ -27,6 +27,7 @@ use super::manifest::{MANIFEST_FILE, Manifest, RemoteFile};
 use super::schema::JsonType;
 use super::store::TierStore;
 use crate::log::segment::SealedSegment;
+use crate::log::txn_index::AbortedTxn;
 use crate::log::{Log, LogConfig, LogManager, TopicPartition};
 
 /// How the tier runs.
@@ -484,6 +485,11 @@ impl TierManager {
             max_timestamp: converted.max_timestamp,
             size,
             segment_bytes: u64::from(segment.size),
+            aborted_transactions: log
+                .aborted_transactions(segment.base_offset, segment.next_offset)
+                .into_iter()
+                .filter(|a| a.last_offset < segment.next_offset)
+                .collect(),
         });
         self.write_manifest(part, manifest).await?;
         *part.json.lock().expect("json lock") = Some(converted.json);
@@ -618,6 +624,20 @@ impl TierManager {
     }
 
     /// The partition's manifest as last loaded or written.
+    /// The aborted transactions in remote history that a `read_committed` reader of
+    /// `from..upto` must know of (their marker at or past `from`, their start before `upto`).
+    pub fn aborted_transactions(&self, tp: &TopicPartition, from: i64, upto: i64) -> Vec<AbortedTxn> {
+        let Some(manifest) = self.manifest(tp) else { return Vec::new() };
+        manifest
+            .files
+            .iter()
+            .filter(|f| f.next_offset > from)
+            .flat_map(|f| f.aborted_transactions.iter())
+            .filter(|a| a.last_offset >= from && a.first_offset < upto)
+            .copied()
+            .collect()
+    }
+
     pub fn manifest(&self, tp: &TopicPartition) -> Option<Arc<Manifest>> {
         Some(self.loaded(tp)?.manifest())
     }

@@ -32,6 +32,10 @@ pub struct RemoteFile {
     pub size: u64,
     /// Bytes the segment took on local disk: what retention.bytes counts.
     pub segment_bytes: u64,
+    /// The segment's aborted-transaction index: transactions whose abort marker is in it,
+    /// for `read_committed` fetches of remote history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aborted_transactions: Vec<crate::log::txn_index::AbortedTxn>,
 }
 
 /// The remote part of one partition.
@@ -100,6 +104,7 @@ mod tests {
             max_timestamp: next - 1,
             size: 10,
             segment_bytes: 100,
+            aborted_transactions: Vec::new(),
         }
     }
 
