@@ -1,6 +1,7 @@
 //! ListOffsets: the earliest, latest, or first offset at a timestamp. With tiered storage
 //! the earliest offset is the true start of the log (remote history included), and a
-//! timestamp is looked up in remote history before the local log.
+//! timestamp is looked up in remote history before the local log. Under read_committed
+//! (`isolation_level = 1`) the latest offset is the last stable offset, as in Kafka.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
@@ -16,6 +17,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
 pub(super) async fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let read_committed = request.isolation_level == 1;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.to_string();
@@ -35,7 +37,9 @@ pub(super) async fn handle(broker: &Broker, request: ListOffsetsRequest, version
             let tp = TopicPartition::new(name.clone(), p.partition_index);
             let found = match located {
                 Ok((log, high_watermark, epoch)) => {
-                    lookup(broker, &tp, &log, p.timestamp, high_watermark).await.map(|(o, t)| (o, t, epoch))
+                    lookup(broker, &tp, &log, p.timestamp, high_watermark, read_committed)
+                        .await
+                        .map(|(o, t)| (o, t, epoch))
                 }
                 Err(code) => Err(code),
             };
@@ -53,13 +57,15 @@ pub(super) async fn handle(broker: &Broker, request: ListOffsetsRequest, version
 }
 
 /// `(offset, timestamp)`; `(-1, -1)` when no record is at or after the timestamp. In a
-/// cluster, the latest offset a consumer can read is the high watermark.
+/// cluster, the latest offset a consumer can read is the high watermark; a read_committed
+/// consumer's is the last stable offset below it.
 async fn lookup(
     broker: &Broker,
     tp: &TopicPartition,
     log: &Log,
     timestamp: i64,
     high_watermark: Option<i64>,
+    read_committed: bool,
 ) -> Result<(i64, i64), i16> {
     let local = |timestamp| log.offset_for_timestamp(timestamp).map_err(|e| error_code(&e));
     let by_time = async |timestamp: i64| -> Result<Option<(i64, i64)>, i16> {
@@ -77,7 +83,10 @@ async fn lookup(
         local(timestamp)
     };
     Ok(match timestamp {
-        LATEST => (high_watermark.unwrap_or_else(|| log.log_end()), -1),
+        LATEST => {
+            let visible = high_watermark.unwrap_or_else(|| log.log_end());
+            (if read_committed { log.last_stable_offset(visible) } else { visible }, -1)
+        }
         EARLIEST => (broker.log_start(&tp.topic, tp.partition, log.log_start()), -1),
         MAX_TIMESTAMP => {
             let remote = broker.tier.as_ref().and_then(|t| t.max_timestamp(tp));

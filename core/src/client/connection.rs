@@ -23,6 +23,11 @@ fn client_max(api_key: ApiKey) -> i16 {
     match api_key {
         ApiKey::Produce | ApiKey::Fetch => 12,
         ApiKey::Metadata => 12,
+        // Transactions as before KIP-890: the client adds its partitions (v4+ of
+        // AddPartitionsToTxn is for brokers), and EndTxn / TxnOffsetCommit v5 would ask for
+        // the epoch bump per transaction of transaction version 2.
+        ApiKey::AddPartitionsToTxn => 3,
+        ApiKey::EndTxn | ApiKey::TxnOffsetCommit => 4,
         other => other.valid_versions().max,
     }
 }

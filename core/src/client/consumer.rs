@@ -51,6 +51,8 @@ pub struct ConsumerConfig {
     pub fetch_max_bytes: i32,
     /// `auto.offset.reset`: where a partition without a position starts.
     pub auto_offset_reset: OffsetReset,
+    /// `isolation.level`: whether records of open and aborted transactions are read.
+    pub isolation_level: IsolationLevel,
 }
 
 impl Default for ConsumerConfig {
@@ -63,6 +65,27 @@ impl Default for ConsumerConfig {
             partition_max_bytes: 1 << 20,
             fetch_max_bytes: 50 << 20,
             auto_offset_reset: OffsetReset::Latest,
+            isolation_level: IsolationLevel::ReadUncommitted,
+        }
+    }
+}
+
+/// Which records of transactional producers a consumer reads (Kafka's `isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Everything, as soon as it is below the high watermark (Kafka's default).
+    #[default]
+    ReadUncommitted,
+    /// Only up to the last stable offset, and never a record of an aborted transaction.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The wire value of Fetch's and ListOffsets' `isolation_level`.
+    pub fn code(self) -> i8 {
+        match self {
+            Self::ReadUncommitted => 0,
+            Self::ReadCommitted => 1,
         }
     }
 }
@@ -130,6 +153,11 @@ impl Consumer {
             positions: BTreeMap::new(),
             paused: BTreeSet::new(),
         })
+    }
+
+    /// The consumer's `isolation.level`.
+    pub fn isolation_level(&self) -> IsolationLevel {
+        self.config.isolation_level
     }
 
     /// Replaces the assignment; partitions kept keep their positions.
@@ -205,25 +233,29 @@ impl Consumer {
             for (topic, partition) in partitions {
                 by_topic.entry(topic).or_default().push(partition);
             }
-            let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(
-                by_topic
-                    .iter()
-                    .map(|(topic, partitions)| {
-                        ListOffsetsTopic::default()
-                            .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                            .with_partitions(
-                                partitions
-                                    .iter()
-                                    .map(|p| {
-                                        ListOffsetsPartition::default()
-                                            .with_partition_index(*p)
-                                            .with_timestamp(timestamp)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
+            // Under read_committed, "latest" is the last stable offset.
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_isolation_level(self.config.isolation_level.code())
+                .with_topics(
+                    by_topic
+                        .iter()
+                        .map(|(topic, partitions)| {
+                            ListOffsetsTopic::default()
+                                .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                                .with_partitions(
+                                    partitions
+                                        .iter()
+                                        .map(|p| {
+                                            ListOffsetsPartition::default()
+                                                .with_partition_index(*p)
+                                                .with_timestamp(timestamp)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                );
             let connection = self.cluster.connect(&addr).await?;
             let response = connection.send(request).await?;
             for topic in response.topics {
@@ -387,7 +419,12 @@ impl Consumer {
                 }
                 let Some(position) = self.positions.get(&tp).copied().flatten() else { continue };
                 let Some(bytes) = data.records else { continue };
-                match decode_records(&shared_name, data.partition_index, position, &bytes) {
+                let mut aborted = (self.config.isolation_level == IsolationLevel::ReadCommitted).then(|| {
+                    AbortedTransactions::new(
+                        data.aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)),
+                    )
+                });
+                match decode_committed(&shared_name, data.partition_index, position, &bytes, aborted.as_mut()) {
                     Ok((decoded, next)) => {
                         records.extend(decoded);
                         self.positions.insert(tp, Some(next));
@@ -421,6 +458,7 @@ fn fetch_request(config: &ConsumerConfig, positions: &BTreeMap<(String, i32), i6
         FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(config.fetch_max_wait.as_millis() as i32)
+            .with_isolation_level(config.isolation_level.code())
             .with_min_bytes(config.fetch_min_bytes)
             .with_max_bytes(config.fetch_max_bytes)
             .with_session_epoch(-1)
@@ -449,12 +487,69 @@ pub fn decode_records(
     position: i64,
     bytes: &Bytes,
 ) -> Result<(Vec<ConsumerRecord>, i64), ClientError> {
+    decode_committed(topic, partition, position, bytes, None)
+}
+
+/// The aborted transactions a read_committed fetch reported for one partition, and the
+/// producers whose batches are being skipped: Kafka's consumer-side filter. A producer's
+/// transactional batches are skipped from the first offset of its aborted transaction
+/// until its abort marker.
+#[derive(Debug, Default)]
+pub struct AbortedTransactions {
+    /// `(first offset, producer id)`, the latest first, so the next one is at the end.
+    pending: Vec<(i64, i64)>,
+    /// Producers inside an aborted transaction at the current batch.
+    aborting: std::collections::HashSet<i64>,
+}
+
+impl AbortedTransactions {
+    /// From a fetch response's `(producer id, first offset)` pairs.
+    pub fn new(aborted: impl IntoIterator<Item = (i64, i64)>) -> Self {
+        let mut pending: Vec<(i64, i64)> = aborted.into_iter().map(|(pid, first)| (first, pid)).collect();
+        pending.sort_unstable_by(|a, b| b.cmp(a));
+        Self { pending, aborting: std::collections::HashSet::new() }
+    }
+
+    /// Whether `batch` is to be skipped; an abort marker ends its producer's skipping.
+    fn skips(&mut self, batch: &crate::record::RecordBatch<'_>) -> bool {
+        if batch.producer_id() < 0 {
+            return false;
+        }
+        while let Some(&(first, pid)) = self.pending.last() {
+            if first > batch.last_offset() {
+                break;
+            }
+            self.aborting.insert(pid);
+            self.pending.pop();
+        }
+        if batch.is_control() {
+            if crate::log::producer_state::TxnMarker::decode(batch).is_some_and(|m| !m.commit) {
+                self.aborting.remove(&batch.producer_id());
+            }
+            return true;
+        }
+        batch.is_transactional() && self.aborting.contains(&batch.producer_id())
+    }
+}
+
+/// As [`decode_records`], leaving out the records of `aborted` transactions
+/// (read_committed) when given.
+///
+/// # Errors
+/// As [`decode_records`].
+pub fn decode_committed(
+    topic: &Arc<str>,
+    partition: i32,
+    position: i64,
+    bytes: &Bytes,
+    mut aborted: Option<&mut AbortedTransactions>,
+) -> Result<(Vec<ConsumerRecord>, i64), ClientError> {
     let invalid = |e: &dyn std::fmt::Display| ClientError::InvalidRecord { message: e.to_string() };
     let mut records = Vec::new();
     let mut next = position;
     for batch in BatchIter::new(bytes) {
         let Ok(batch) = batch else { break }; // a partial batch at the end of a response
-        if batch.is_control() {
+        if aborted.as_mut().is_some_and(|a| a.skips(&batch)) || batch.is_control() {
             next = next.max(batch.next_offset());
             continue;
         }

@@ -208,6 +208,23 @@ impl GroupConsumer {
         self.consumer.resume(partitions);
     }
 
+    /// Asks for a rejoin: the member learnt by other means (a transactional offset
+    /// commit refused for its generation) that the group has moved on.
+    pub fn request_rejoin(&self) {
+        self.rejoin.store(true, Ordering::Release);
+    }
+
+    /// This member's identity in the current generation, for a transactional producer's
+    /// [`super::Producer::send_offsets_to_transaction`].
+    pub fn group_metadata(&self) -> super::GroupMetadata {
+        super::GroupMetadata {
+            group_id: self.config.group_id.clone(),
+            generation_id: self.generation_id,
+            member_id: self.member_id.clone(),
+            group_instance_id: self.config.group_instance_id.clone(),
+        }
+    }
+
     pub fn member_id(&self) -> &str {
         &self.member_id
     }
@@ -402,9 +419,18 @@ impl GroupConsumer {
             return Ok(());
         }
         let mut attempt = 0;
+        // A read_committed member waits for offsets committed in a transaction not yet
+        // decided (KIP-447), which may take until the transaction times out.
+        let require_stable = self.consumer.isolation_level() == super::IsolationLevel::ReadCommitted;
+        let unstable_until = Instant::now() + UNSTABLE_OFFSETS_WAIT;
         let committed = loop {
-            match Self::fetch_committed(&self.coordinator, &self.config.group_id, partitions).await {
+            match Self::fetch_committed(&self.coordinator, &self.config.group_id, partitions, require_stable).await {
                 Ok(committed) => break committed,
+                Err(ClientError::Broker { code, .. })
+                    if code == ResponseError::UnstableOffsetCommit.code() && Instant::now() < unstable_until =>
+                {
+                    tokio::time::sleep(COORDINATOR_BACKOFF).await;
+                }
                 Err(ClientError::Broker { code, .. }) if coordinator_code(code) && attempt < 50 => {
                     attempt += 1;
                     tokio::time::sleep(COORDINATOR_BACKOFF).await;
@@ -430,6 +456,7 @@ impl GroupConsumer {
         coordinator: &Connection,
         group_id: &str,
         partitions: &[(String, i32)],
+        require_stable: bool,
     ) -> Result<Vec<(String, i32, i64)>, ClientError> {
         let failed = |code: i16| ClientError::Broker { api: "OffsetFetch", code };
         let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
@@ -450,7 +477,8 @@ impl GroupConsumer {
                 .with_group_id(GroupId(str_bytes(group_id)))
                 .with_member_epoch(-1)
                 .with_topics(Some(topics));
-            let response = coordinator.send(OffsetFetchRequest::default().with_groups(vec![group])).await?;
+            let request = OffsetFetchRequest::default().with_groups(vec![group]).with_require_stable(require_stable);
+            let response = coordinator.send(request).await?;
             let mut committed = Vec::new();
             for group in response.groups {
                 if group.error_code != 0 {
@@ -473,8 +501,10 @@ impl GroupConsumer {
                     OffsetFetchRequestTopic::default().with_name(TopicName(str_bytes(&t))).with_partition_indexes(ps)
                 })
                 .collect();
-            let request =
-                OffsetFetchRequest::default().with_group_id(GroupId(str_bytes(group_id))).with_topics(Some(topics));
+            let request = OffsetFetchRequest::default()
+                .with_group_id(GroupId(str_bytes(group_id)))
+                .with_topics(Some(topics))
+                .with_require_stable(require_stable);
             let response = coordinator.send(request).await?;
             if response.error_code != 0 {
                 return Err(failed(response.error_code));
@@ -751,6 +781,9 @@ impl JoinRound {
 
 /// How long to wait before asking for a coordinator again.
 const COORDINATOR_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a read_committed member waits for offsets of an undecided transaction: past
+/// Kafka's default `transaction.timeout.ms` (60 s), after which the coordinator aborts it.
+const UNSTABLE_OFFSETS_WAIT: Duration = Duration::from_secs(90);
 /// How long one FindCoordinator may take before another broker is asked.
 const FIND_COORDINATOR_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `find_coordinator` keeps asking while the group has none (its offsets
@@ -783,6 +816,19 @@ fn coordinator_gone(error: &ClientError) -> bool {
 /// # Errors
 /// No coordinator within 30 s, or no broker reachable.
 pub async fn find_coordinator(cluster: &ClusterView, group: &str) -> Result<Arc<Connection>, ClientError> {
+    find_coordinator_of(cluster, group, 0).await
+}
+
+/// As [`find_coordinator`], for a key of FindCoordinator's `key_type`: 0 for a group, 1
+/// for a transactional id.
+///
+/// # Errors
+/// As [`find_coordinator`].
+pub(super) async fn find_coordinator_of(
+    cluster: &ClusterView,
+    key: &str,
+    key_type: i8,
+) -> Result<Arc<Connection>, ClientError> {
     let deadline = Instant::now() + FIND_COORDINATOR_TIMEOUT;
     loop {
         let attempt = async {
@@ -790,10 +836,11 @@ pub async fn find_coordinator(cluster: &ClusterView, group: &str) -> Result<Arc<
             // Version 4 asks for a batch of keys; older versions for one.
             let batched = bootstrap.version(kafka_protocol::messages::ApiKey::FindCoordinator).is_some_and(|v| v >= 4);
             let request = if batched {
-                FindCoordinatorRequest::default().with_coordinator_keys(vec![str_bytes(group)])
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![str_bytes(key)])
             } else {
-                FindCoordinatorRequest::default().with_key(str_bytes(group))
-            };
+                FindCoordinatorRequest::default().with_key(str_bytes(key))
+            }
+            .with_key_type(key_type);
             let found = match tokio::time::timeout(FIND_COORDINATOR_REQUEST_TIMEOUT, bootstrap.send(request)).await {
                 Ok(found) => found?,
                 Err(_) => {

@@ -20,14 +20,19 @@ mod group_consumer;
 pub mod partitioner;
 mod producer;
 mod stream;
+mod transaction;
 
 pub use admin::{Admin, ConfigValue, GroupInfo, PartitionInfo, TopicInfo};
 pub use cluster::ClusterView;
 pub use connection::{Connection, MAX_IN_FLIGHT, PendingResponse};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, decode_records};
+pub use consumer::{
+    AbortedTransactions, Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, decode_committed,
+    decode_records,
+};
 pub use group_consumer::{GroupConfig, GroupConsumer, find_coordinator};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use stream::{PollRecords, records};
+pub use transaction::GroupMetadata;
 
 use std::collections::HashMap;
 
@@ -60,6 +65,8 @@ pub enum ClientError {
     InvalidRecord { message: String },
     #[error("the producer is closed")]
     Closed,
+    #[error("transaction: {message}")]
+    Transaction { message: &'static str },
     #[error("request timed out after {ms} ms")]
     Timeout { ms: u64 },
 }

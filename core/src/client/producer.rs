@@ -34,6 +34,7 @@ use super::ClientError;
 use super::cluster::ClusterView;
 use super::connection::{Connection, MAX_IN_FLIGHT};
 use super::partitioner::partition_for_key;
+use super::transaction::{GroupMetadata, TxnCoordinator, is_fenced};
 use crate::record::{BatchBuilder, Compression, NewRecord};
 
 /// Producer settings, with the Java client's names and defaults where they exist.
@@ -62,6 +63,11 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// Records sent and not yet acknowledged before `send` waits (backpressure).
     pub queue_records: usize,
+    /// `transactional.id`: makes the producer transactional (and idempotent). Records are
+    /// sent only inside [`Producer::begin_transaction`] ... [`Producer::commit_transaction`].
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -79,6 +85,8 @@ impl Default for ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             delivery_timeout: Duration::from_secs(120),
             queue_records: 100_000,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -200,6 +208,8 @@ struct Shared {
     wake: Notify,
     /// One permit per record that may be sent and not yet acknowledged.
     space: Semaphore,
+    /// The transaction coordinator, for a transactional producer.
+    coordinator: Option<TxnCoordinator>,
 }
 
 impl Shared {
@@ -209,14 +219,21 @@ impl Shared {
 }
 
 impl Producer {
-    /// Connects to the bootstrap broker and (if idempotent) obtains a producer id.
+    /// Connects to the bootstrap broker and (if idempotent) obtains a producer id. A
+    /// transactional producer gets its id from its transaction coordinator, which fences
+    /// every earlier producer of the same `transactional.id` and aborts what it left open
+    /// (Kafka's `initTransactions`).
     ///
     /// # Errors
     /// Connection failures, or a broker refusing InitProducerId.
     pub async fn connect(config: ProducerConfig) -> Result<Self, ClientError> {
         let cluster = ClusterView::new(&config.bootstrap, &config.client_id);
         let connection = cluster.any_connection().await?;
-        let (producer_id, epoch) = if config.idempotent {
+        let coordinator =
+            config.transactional_id.as_deref().map(|id| TxnCoordinator::new(id, config.transaction_timeout));
+        let (producer_id, epoch) = if let Some(coordinator) = &coordinator {
+            coordinator.init_producer_id(&cluster).await?
+        } else if config.idempotent {
             let response = connection
                 .send(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000))
                 .await?;
@@ -228,9 +245,16 @@ impl Producer {
             (-1, -1)
         };
         let space = Semaphore::new(config.queue_records.clamp(1, Semaphore::MAX_PERMITS));
-        let accumulator = Accumulator { producer_id, epoch, topics: HashMap::new(), flushes: Vec::new() };
-        let shared =
-            Arc::new(Shared { config, cluster, accumulator: Mutex::new(accumulator), wake: Notify::new(), space });
+        let transaction = coordinator.as_ref().map(|_| TxnState::default());
+        let accumulator = Accumulator { producer_id, epoch, topics: HashMap::new(), flushes: Vec::new(), transaction };
+        let shared = Arc::new(Shared {
+            config,
+            cluster,
+            accumulator: Mutex::new(accumulator),
+            wake: Notify::new(),
+            space,
+            coordinator,
+        });
         let (completions_tx, completions) = mpsc::unbounded_channel();
         let driver = Driver { shared: Arc::clone(&shared), completions_tx };
         let task = tokio::spawn(driver.run(completions));
@@ -281,6 +305,9 @@ impl Producer {
     /// As [`Self::send_to`].
     pub async fn send_record(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture, ClientError> {
         let ProducerRecord { topic, partition, timestamp, key, value, headers } = record;
+        if let Some(txn) = &self.shared.lock().transaction {
+            txn.check_sendable()?;
+        }
         let permit = self.shared.space.acquire().await.map_err(|_| ClientError::Closed)?;
         let timestamp = timestamp.unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -329,6 +356,180 @@ impl Producer {
         self.shared.wake.notify_one();
         rx.await.map_err(|_| ClientError::Closed)
     }
+
+    /// The coordinator of a transactional producer.
+    fn coordinator(&self) -> Result<&TxnCoordinator, ClientError> {
+        self.shared.coordinator.as_ref().ok_or(ClientError::Transaction { message: "no transactional.id is set" })
+    }
+
+    fn producer(&self) -> (i64, i16) {
+        let accumulator = self.shared.lock();
+        (accumulator.producer_id, accumulator.epoch)
+    }
+
+    /// Opens a transaction: records sent from now on, and offsets given to
+    /// [`Self::send_offsets_to_transaction`], are committed or aborted together.
+    ///
+    /// # Errors
+    /// [`ClientError::Transaction`] when the producer is not transactional or a
+    /// transaction is already open; the error that fenced the producer.
+    pub fn begin_transaction(&self) -> Result<(), ClientError> {
+        self.coordinator()?;
+        let mut accumulator = self.shared.lock();
+        let txn = accumulator.transaction.as_mut().expect("a transactional producer has a transaction state");
+        if let Some(fatal) = &txn.fatal {
+            return Err(fatal.clone());
+        }
+        if txn.open {
+            return Err(ClientError::Transaction { message: "a transaction is already open" });
+        }
+        txn.open = true;
+        Ok(())
+    }
+
+    /// Commits a consumer group's offsets (the next record to read of each partition)
+    /// inside the open transaction, so they take effect exactly when its records do:
+    /// Kafka's `sendOffsetsToTransaction`. `group` is the consumer's
+    /// [`super::GroupConsumer::group_metadata`], which lets the group coordinator refuse
+    /// a member that has been replaced.
+    ///
+    /// # Errors
+    /// No open transaction; the coordinators refusing (a fenced producer, or a stale
+    /// generation, after which the transaction must be aborted).
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &[(String, i32, i64)],
+        group: &GroupMetadata,
+    ) -> Result<(), ClientError> {
+        let coordinator = self.coordinator()?;
+        self.shared.lock().transaction.as_ref().expect("transaction state").check_sendable()?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let result = coordinator.send_offsets(&self.shared.cluster, self.producer(), offsets, group).await;
+        let mut accumulator = self.shared.lock();
+        let txn = accumulator.transaction.as_mut().expect("transaction state");
+        match result {
+            Ok(()) => {
+                txn.started = true;
+                Ok(())
+            }
+            Err(error) => {
+                txn.fail(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends what is left of the transaction, waits until all of it is acknowledged, and
+    /// commits it (EndTxn): its records and offsets become visible to read_committed
+    /// consumers together.
+    ///
+    /// # Errors
+    /// No open transaction; a record of the transaction that failed (then call
+    /// [`Self::abort_transaction`]); the coordinator refusing or unreachable (a commit
+    /// that timed out may be retried).
+    pub async fn commit_transaction(&self) -> Result<(), ClientError> {
+        let coordinator = self.coordinator()?;
+        self.shared.lock().transaction.as_ref().expect("transaction state").check_open()?;
+        self.flush().await?;
+        let started = {
+            let accumulator = self.shared.lock();
+            let txn = accumulator.transaction.as_ref().expect("transaction state");
+            if let Some(error) = txn.fatal.as_ref().or(txn.abortable.as_ref()) {
+                return Err(error.clone());
+            }
+            txn.started
+        };
+        if started {
+            let result = coordinator.end(&self.shared.cluster, self.producer(), true).await;
+            if let Err(error) = result {
+                self.shared.lock().transaction.as_mut().expect("transaction state").fail(&error);
+                return Err(error);
+            }
+        }
+        self.shared.lock().end_transaction();
+        Ok(())
+    }
+
+    /// Aborts the open transaction: what was sent is written and then marked aborted, so
+    /// no read_committed consumer ever sees it. After a record of the transaction failed,
+    /// the producer also takes a new epoch, so that its sequence numbers start again.
+    ///
+    /// # Errors
+    /// No open transaction; a fenced producer; the coordinator unreachable.
+    pub async fn abort_transaction(&self) -> Result<(), ClientError> {
+        let coordinator = self.coordinator()?;
+        self.shared.lock().transaction.as_ref().expect("transaction state").check_open()?;
+        // Batches already sealed carry sequence numbers the partitions expect: they go out
+        // and are aborted with the rest, rather than leaving a gap in the sequence.
+        self.flush().await?;
+        let (started, failed) = {
+            let accumulator = self.shared.lock();
+            let txn = accumulator.transaction.as_ref().expect("transaction state");
+            if let Some(fatal) = &txn.fatal {
+                return Err(fatal.clone());
+            }
+            (txn.started, txn.abortable.is_some())
+        };
+        if started {
+            let result = coordinator.end(&self.shared.cluster, self.producer(), false).await;
+            if let Err(error) = result {
+                self.shared.lock().transaction.as_mut().expect("transaction state").fail(&error);
+                return Err(error);
+            }
+        }
+        if failed {
+            let (producer_id, epoch) = coordinator.init_producer_id(&self.shared.cluster).await?;
+            self.shared.lock().restart_sequences(producer_id, epoch);
+        }
+        self.shared.lock().end_transaction();
+        Ok(())
+    }
+}
+
+/// A transactional producer's state, beside its batches.
+#[derive(Debug, Default)]
+struct TxnState {
+    /// Between `begin_transaction` and the end of its commit or abort.
+    open: bool,
+    /// A partition or the offsets were added: the coordinator knows the transaction.
+    started: bool,
+    /// What went wrong in this transaction: it can only be aborted.
+    abortable: Option<ClientError>,
+    /// The producer was fenced: nothing more can be done with it.
+    fatal: Option<ClientError>,
+}
+
+impl TxnState {
+    fn check_open(&self) -> Result<(), ClientError> {
+        if let Some(fatal) = &self.fatal {
+            return Err(fatal.clone());
+        }
+        if !self.open {
+            return Err(ClientError::Transaction { message: "no transaction is open" });
+        }
+        Ok(())
+    }
+
+    /// Records may be added: a transaction is open and nothing has failed in it.
+    fn check_sendable(&self) -> Result<(), ClientError> {
+        self.check_open()?;
+        match &self.abortable {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Notes a failure: a fenced producer is done for; anything else aborts the
+    /// transaction.
+    fn fail(&mut self, error: &ClientError) {
+        if is_fenced(error) {
+            self.fatal.get_or_insert_with(|| error.clone());
+        } else {
+            self.abortable.get_or_insert_with(|| error.clone());
+        }
+    }
 }
 
 /// A batch being filled.
@@ -372,14 +573,16 @@ struct PartitionState {
     retry_after: Option<Instant>,
     /// The next sealed batch's `order`.
     next_order: u64,
+    /// Added to the open transaction (transactional producers send only then).
+    in_transaction: bool,
 }
 
 impl PartitionState {
     /// Closes the open batch: sequence numbers are fixed now, for good. Returns the
     /// records of a batch that could not be built (their space is free again).
-    fn seal(&mut self, producer_id: i64, epoch: i16) -> usize {
+    fn seal(&mut self, producer_id: i64, epoch: i16, transactional: bool) -> usize {
         let Some(batch) = self.open.take() else { return 0 };
-        let mut builder = batch.builder;
+        let mut builder = batch.builder.transactional(transactional);
         if producer_id >= 0 {
             builder = builder.producer(producer_id, epoch, self.next_sequence);
             self.next_sequence = self.next_sequence.wrapping_add(batch.records as i32) & i32::MAX;
@@ -422,6 +625,8 @@ struct Accumulator {
     topics: HashMap<String, TopicState>,
     /// Callers of `flush` waiting for the producer to be idle.
     flushes: Vec<oneshot::Sender<()>>,
+    /// For a transactional producer.
+    transaction: Option<TxnState>,
 }
 
 impl Drop for Accumulator {
@@ -436,6 +641,43 @@ impl Drop for Accumulator {
 }
 
 impl Accumulator {
+    /// After a commit or abort: no partition is in a transaction.
+    fn end_transaction(&mut self) {
+        for state in self.topics.values_mut().flat_map(|t| t.batches.iter_mut()) {
+            state.in_transaction = false;
+        }
+        if let Some(txn) = self.transaction.as_mut() {
+            *txn = TxnState { fatal: txn.fatal.take(), ..TxnState::default() };
+        }
+    }
+
+    /// A new producer epoch: every partition's sequence starts again at 0, with one batch
+    /// in flight until the first is acknowledged.
+    fn restart_sequences(&mut self, producer_id: i64, epoch: i16) {
+        self.producer_id = producer_id;
+        self.epoch = epoch;
+        for state in self.topics.values_mut().flat_map(|t| t.batches.iter_mut()) {
+            state.next_sequence = 0;
+            state.recovering = true;
+        }
+    }
+
+    /// Partitions with batches to send that are not yet in the open transaction.
+    fn partitions_to_add(&self) -> Vec<(String, i32)> {
+        if self.transaction.is_none() {
+            return Vec::new();
+        }
+        let mut wanted = Vec::new();
+        for (topic, t) in &self.topics {
+            for (partition, state) in t.batches.iter().enumerate() {
+                if !state.in_transaction && !state.queued.is_empty() {
+                    wanted.push((topic.clone(), partition as i32));
+                }
+            }
+        }
+        wanted
+    }
+
     /// Appends a record to its partition's open batch. `None` when the topic is not known
     /// yet; otherwise the record's future and whether the driver must wake (a batch was
     /// opened, so a linger deadline starts, or sealed, so it can go).
@@ -446,7 +688,7 @@ impl Accumulator {
         partition: Option<i32>,
         record: &NewRecord<'_>,
     ) -> Option<Result<(DeliveryFuture, bool), ClientError>> {
-        let (producer_id, epoch) = (self.producer_id, self.epoch);
+        let (producer_id, epoch, transactional) = (self.producer_id, self.epoch, self.transaction.is_some());
         let t = self.topics.get_mut(topic)?;
         let partitions = t.partitions;
         let keyless = record.key.is_none() && partition.is_none();
@@ -476,7 +718,7 @@ impl Accumulator {
         batch.bytes += record_bytes;
         let full = batch.bytes >= config.batch_bytes;
         if full {
-            state.seal(producer_id, epoch);
+            state.seal(producer_id, epoch, transactional);
             // The sticky partition moves on when its batch fills (KIP-480).
             if keyless {
                 t.sticky = Some(rand_partition(partitions));
@@ -505,12 +747,13 @@ impl Accumulator {
     /// and the records of batches that could not be built.
     fn take_ready(&mut self, linger: Duration) -> (Vec<RequestBatches>, usize) {
         let (producer_id, epoch) = (self.producer_id, self.epoch);
+        let transactional = self.transaction.is_some();
         let flushing = !self.flushes.is_empty();
         let now = Instant::now();
         let mut freed = 0;
         for state in self.topics.values_mut().flat_map(|t| t.batches.iter_mut()) {
             if state.open.as_ref().is_some_and(|b| flushing || now >= b.opened + linger) {
-                freed += state.seal(producer_id, epoch);
+                freed += state.seal(producer_id, epoch, transactional);
             }
         }
         let mut requests = Vec::new();
@@ -519,7 +762,7 @@ impl Accumulator {
             for (topic, t) in &mut self.topics {
                 for (partition, state) in t.batches.iter_mut().enumerate() {
                     let limit = if state.recovering { 1 } else { MAX_IN_FLIGHT };
-                    if state.retry_after.is_some_and(|at| now < at) {
+                    if state.retry_after.is_some_and(|at| now < at) || (transactional && !state.in_transaction) {
                         continue;
                     }
                     if state.in_flight < limit
@@ -585,6 +828,10 @@ impl Driver {
                     });
                 }
             }
+            let to_add = self.shared.lock().partitions_to_add();
+            if !to_add.is_empty() {
+                self.add_partitions(to_add).await;
+            }
             let mut accumulator = self.shared.lock();
             if !accumulator.flushes.is_empty() && accumulator.is_idle() {
                 for tx in accumulator.flushes.drain(..) {
@@ -592,6 +839,50 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Adds partitions to the open transaction before their first batch goes out (as
+    /// Kafka's clients do before KIP-890). When that fails, or the transaction has
+    /// already failed, their batches fail with the error: the transaction must be aborted.
+    async fn add_partitions(&self, partitions: Vec<(String, i32)>) {
+        let coordinator = self.shared.coordinator.as_ref().expect("only transactional producers add partitions");
+        let (producer, failed_before) = {
+            let accumulator = self.shared.lock();
+            let txn = accumulator.transaction.as_ref().expect("transaction state");
+            ((accumulator.producer_id, accumulator.epoch), txn.fatal.clone().or(txn.abortable.clone()))
+        };
+        let result = match failed_before {
+            Some(error) => Err(error),
+            None => coordinator.add_partitions(&self.shared.cluster, producer, &partitions).await,
+        };
+        let mut failed = Vec::new();
+        {
+            let mut accumulator = self.shared.lock();
+            for (topic, partition) in &partitions {
+                let Some(state) =
+                    accumulator.topics.get_mut(topic).and_then(|t| t.batches.get_mut(*partition as usize))
+                else {
+                    continue;
+                };
+                match result {
+                    Ok(()) => state.in_transaction = true,
+                    Err(_) => failed.extend(state.queued.drain(..)),
+                }
+            }
+            let txn = accumulator.transaction.as_mut().expect("transaction state");
+            match &result {
+                Ok(()) => txn.started = true,
+                Err(error) => txn.fail(error),
+            }
+        }
+        if let Err(error) = result {
+            for sealed in failed {
+                sealed.outcome.complete(Err(error.clone()));
+                self.shared.space.add_permits(sealed.records);
+            }
+        }
+        // Their batches may go now (or the flush waiting on them may end).
+        self.shared.wake.notify_one();
     }
 
     /// Splits a round's batches by the leader of their partitions: a request per leader,
@@ -663,6 +954,12 @@ impl Driver {
                     }
                 }
             }
+        }
+        // A failed record fails its transaction: it can only be aborted.
+        if let Some(error) = settled.iter().find_map(|(_, r)| r.as_ref().err())
+            && let Some(txn) = self.shared.lock().transaction.as_mut()
+        {
+            txn.fail(error);
         }
         // Outside the lock: waking the records' tasks, and giving their space back.
         for (sealed, result) in settled {
