@@ -22,6 +22,9 @@ pub struct Target {
     pub app_id: String,
     #[arg(long, default_value = "/tmp/headwater-streams")]
     pub state_dir: PathBuf,
+    /// `processing.guarantee = exactly_once_v2` (needs `--bootstrap`).
+    #[arg(long, conflicts_with = "embedded_dir")]
+    pub exactly_once: bool,
 }
 
 impl Target {
@@ -35,7 +38,8 @@ impl Target {
             (None, Some(dir)) => StreamsConfig::embedded(&self.app_id, EmbeddedLog::open(dir)?),
             (None, None) => anyhow::bail!("give --bootstrap or --embedded-dir"),
         };
-        Ok(config.state_dir(&self.state_dir))
+        let config = config.state_dir(&self.state_dir);
+        Ok(if self.exactly_once { config.exactly_once() } else { config })
     }
 }
 

@@ -31,7 +31,9 @@ pub use dsl::{
 pub use error::StreamsError;
 pub use processor::TaskCounters;
 pub use record::{Change, Headers, Record};
-pub use runtime::{EmbeddedLog, KafkaStreams, LogTarget, StreamsConfig, TaskId, TaskMetrics, test_driver};
+pub use runtime::{
+    EmbeddedLog, KafkaStreams, LogTarget, ProcessingGuarantee, StreamsConfig, TaskId, TaskMetrics, test_driver,
+};
 pub use state::StoreKind;
 pub use topology::Topology;
 pub use window::{EmitStrategy, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed, WindowedSerde};

@@ -148,3 +148,12 @@ fn stream_time_survives_a_restart() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(results(), 2, "[0, 10) written once, [20, 30) once; the late click opened nothing");
 }
+
+#[test]
+fn exactly_once_on_the_embedded_log_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path()).unwrap();
+    let config = StreamsConfig::embedded("eos-embedded", log).exactly_once();
+    let error = KafkaStreams::start(wordcount(StoreKind::InMemory), config).unwrap_err();
+    assert!(error.to_string().contains("exactly_once_v2 needs a broker"), "{error}");
+}

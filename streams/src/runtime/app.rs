@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::broker::BrokerBackend;
-use super::config::{LogTarget, StreamsConfig};
+use super::config::{LogTarget, ProcessingGuarantee, StreamsConfig};
 use super::embedded::EmbeddedBackend;
 use super::metrics::{Metrics, TaskMetrics};
 use super::thread::StreamThread;
@@ -49,6 +49,15 @@ impl KafkaStreams {
         if config.num_stream_threads == 0 {
             return Err(StreamsError::Config("num.stream.threads must be at least 1".into()));
         }
+        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2
+            && matches!(config.log, LogTarget::Embedded(_))
+        {
+            return Err(StreamsError::Config(
+                "processing.guarantee exactly_once_v2 needs a broker's transactions; the embedded log has none".into(),
+            ));
+        }
+        // Names this instance's transactional producers (Kafka Streams' process id).
+        let process_id = uuid::Uuid::new_v4();
         let topology = Arc::new(topology);
         let shutdown = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(Metrics::new(&config.application_id));
@@ -56,6 +65,7 @@ impl KafkaStreams {
         let mut threads = Vec::new();
         for index in 0..config.num_stream_threads {
             let name = format!("{}-StreamThread-{}", config.application_id, index + 1);
+            let transactional_id = format!("{}-{process_id}-{}", config.application_id, index + 1);
             let (topology, config, shutdown, metrics, failure) = (
                 Arc::clone(&topology),
                 config.clone(),
@@ -67,8 +77,15 @@ impl KafkaStreams {
             let handle = std::thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || {
-                    let outcome =
-                        run_thread(index, thread_name.clone(), topology, config, Arc::clone(&shutdown), metrics);
+                    let outcome = run_thread(
+                        index,
+                        thread_name.clone(),
+                        &transactional_id,
+                        topology,
+                        config,
+                        Arc::clone(&shutdown),
+                        metrics,
+                    );
                     if let Err(error) = &outcome {
                         tracing::error!(thread = %thread_name, %error, "stream thread failed");
                         failure
@@ -166,6 +183,7 @@ impl KafkaStreams {
 fn run_thread(
     index: usize,
     name: String,
+    transactional_id: &str,
     topology: Arc<Topology>,
     config: StreamsConfig,
     shutdown: Arc<AtomicBool>,
@@ -200,15 +218,7 @@ fn run_thread(
         }
         match &config.log {
             LogTarget::Bootstrap(bootstrap) => {
-                let backend = BrokerBackend::connect(
-                    bootstrap,
-                    &config.application_id,
-                    index,
-                    config.poll_wait,
-                    config.session_timeout,
-                    config.heartbeat_interval,
-                )
-                .await?;
+                let backend = BrokerBackend::connect(bootstrap, &config, index, transactional_id).await?;
                 thread!(backend)
             }
             LogTarget::Embedded(log) => {

@@ -1,6 +1,11 @@
 //! A stream thread against a broker: a group member (the application id is the group)
 //! that holds its rebalances until it has committed, an idempotent producer, and an
 //! admin client for internal topics and offsets.
+//!
+//! Under exactly_once_v2 the producer is transactional (one `transactional.id` per
+//! thread, named after the instance's process id) and every consumer reads committed
+//! data only: a commit sends the input offsets into the open transaction and commits it,
+//! so output, changelogs and offsets become visible together or not at all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -8,12 +13,13 @@ use std::time::Duration;
 
 use headwater_core::client::assignor::Assignor;
 use headwater_core::client::{
-    Admin, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupConfig, GroupConsumer, OffsetReset, Producer,
-    ProducerConfig, ProducerRecord,
+    Admin, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupConfig, GroupConsumer, IsolationLevel,
+    OffsetReset, Producer, ProducerConfig, ProducerRecord,
 };
 
 use super::OutRecord;
 use super::backend::{Backend, Reached};
+use super::config::{ProcessingGuarantee, StreamsConfig};
 use crate::error::StreamsError;
 use crate::topology::InternalTopic;
 
@@ -24,6 +30,8 @@ pub(crate) struct BrokerBackend {
     poll_wait: Duration,
     admin: Admin,
     producer: Producer,
+    /// To start the producer again after it was fenced (exactly_once_v2).
+    producer_config: ProducerConfig,
     consumer: Option<GroupConsumer>,
     /// Asks partition leaders for offsets (restore bounds, lag).
     offsets: Consumer,
@@ -32,6 +40,10 @@ pub(crate) struct BrokerBackend {
     /// What acknowledged records reached since the last flush, and the first failure.
     reached: Reached,
     failure: Option<headwater_core::client::ClientError>,
+    /// exactly_once_v2: consumers read committed data, the producer is transactional.
+    exactly_once: bool,
+    /// A transaction is open (exactly_once_v2): begun at the first send after a commit.
+    in_transaction: bool,
 }
 
 /// Past this many records in flight, acknowledged ones are settled early, so memory
@@ -39,17 +51,19 @@ pub(crate) struct BrokerBackend {
 const REAP_AT: usize = 1 << 16;
 
 impl BrokerBackend {
+    /// `transactional_id` names the thread's producer under exactly_once_v2.
     pub(crate) async fn connect(
         bootstrap: &str,
-        application_id: &str,
+        config: &StreamsConfig,
         thread: usize,
-        poll_wait: Duration,
-        session_timeout: Duration,
-        heartbeat_interval: Duration,
+        transactional_id: &str,
     ) -> Result<Self, StreamsError> {
+        let application_id = config.application_id.as_str();
+        let poll_wait = config.poll_wait;
+        let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
         let client_id = format!("{application_id}-StreamThread-{}", thread + 1);
         let admin = Admin::connect(bootstrap).await?;
-        let producer = Producer::connect(ProducerConfig {
+        let producer_config = ProducerConfig {
             bootstrap: bootstrap.to_string(),
             client_id: format!("{client_id}-producer"),
             acks: -1,
@@ -58,19 +72,25 @@ impl BrokerBackend {
             linger: Duration::from_millis(20),
             batch_bytes: 512 << 10,
             idempotent: true,
+            transactional_id: exactly_once.then(|| transactional_id.to_string()),
+            // Kafka Streams' transaction timeout under exactly-once: a crashed instance's
+            // open transaction holds read_committed readers back this long at most.
+            transaction_timeout: Duration::from_secs(10),
             ..ProducerConfig::default()
-        })
-        .await?;
+        };
+        let producer = Producer::connect(producer_config.clone()).await?;
         let group = GroupConfig {
-            session_timeout,
-            heartbeat_interval,
+            session_timeout: config.session_timeout,
+            heartbeat_interval: config.heartbeat_interval,
             // Range keeps partition p of every co-partitioned topic on one member: one task.
             assignors: vec![Assignor::Range],
             auto_commit: None,
             hold_rebalances: true,
             ..GroupConfig::new(application_id)
         };
-        let offsets = Consumer::connect(consumer_config(bootstrap, &client_id, poll_wait, "offsets")).await?;
+        let isolation = if exactly_once { IsolationLevel::ReadCommitted } else { IsolationLevel::ReadUncommitted };
+        let offsets =
+            Consumer::connect(consumer_config(bootstrap, &client_id, poll_wait, isolation, "offsets")).await?;
         Ok(Self {
             bootstrap: bootstrap.to_string(),
             client_id,
@@ -78,16 +98,46 @@ impl BrokerBackend {
             poll_wait,
             admin,
             producer,
+            producer_config,
             consumer: None,
             offsets,
             in_flight: Vec::new(),
             reached: Reached::new(),
             failure: None,
+            exactly_once,
+            in_transaction: false,
         })
     }
 
     fn consumer_config(&self, suffix: &str) -> ConsumerConfig {
-        consumer_config(&self.bootstrap, &self.client_id, self.poll_wait, suffix)
+        let isolation = if self.exactly_once { IsolationLevel::ReadCommitted } else { IsolationLevel::ReadUncommitted };
+        consumer_config(&self.bootstrap, &self.client_id, self.poll_wait, isolation, suffix)
+    }
+
+    /// Opens a transaction if none is (exactly_once_v2).
+    fn ensure_transaction(&mut self) -> Result<(), StreamsError> {
+        if self.exactly_once && !self.in_transaction {
+            self.producer.begin_transaction()?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any: its records are never read by the
+    /// read_committed consumers downstream, and its offsets never committed. A producer
+    /// that was fenced (its transaction timed out, so the coordinator aborted it with a
+    /// new epoch) is replaced by a new one of the same `transactional.id`.
+    async fn abort(&mut self) {
+        if !self.in_transaction {
+            return;
+        }
+        self.in_transaction = false;
+        let Err(error) = self.producer.abort_transaction().await else { return };
+        tracing::warn!(%error, "aborting the stream thread's transaction failed; starting a new producer");
+        match Producer::connect(self.producer_config.clone()).await {
+            Ok(producer) => self.producer = producer,
+            Err(error) => tracing::warn!(%error, "a new transactional producer could not start"),
+        }
     }
 
     /// Offsets of partitions from their leaders, asking again while leaders move.
@@ -196,6 +246,7 @@ impl Backend for BrokerBackend {
     }
 
     async fn send(&mut self, records: Vec<OutRecord>) -> Result<(), StreamsError> {
+        self.ensure_transaction()?;
         for record in records {
             let delivery = self
                 .producer
@@ -230,7 +281,35 @@ impl Backend for BrokerBackend {
 
     async fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), StreamsError> {
         let consumer = self.consumer.as_mut().ok_or_else(|| StreamsError::Config("commit before subscribe".into()))?;
-        consumer.commit_offsets(offsets).await.map_err(|e| StreamsError::Commit { message: e.to_string() })
+        if !self.exactly_once {
+            return consumer.commit_offsets(offsets).await.map_err(|e| StreamsError::Commit { message: e.to_string() });
+        }
+        if offsets.is_empty() && !self.in_transaction {
+            return Ok(());
+        }
+        let group = consumer.group_metadata();
+        self.ensure_transaction()?;
+        let committed = async {
+            self.producer.send_offsets_to_transaction(offsets, &group).await?;
+            self.producer.commit_transaction().await
+        }
+        .await;
+        match committed {
+            Ok(()) => {
+                self.in_transaction = false;
+                Ok(())
+            }
+            Err(error) => {
+                // A member the group has replaced, or a producer fenced: what this
+                // transaction holds must never be seen, and the tasks start again from
+                // the committed offsets after a rejoin.
+                if let Some(consumer) = &self.consumer {
+                    consumer.request_rejoin();
+                }
+                self.abort().await;
+                Err(StreamsError::Commit { message: error.to_string() })
+            }
+        }
     }
 
     async fn bounds(&mut self, topic: &str, partition: i32) -> Result<(i64, i64), StreamsError> {
@@ -269,6 +348,8 @@ impl Backend for BrokerBackend {
     }
 
     async fn close(mut self) -> Result<(), StreamsError> {
+        // A graceful stop has committed; after a failure the open transaction is aborted.
+        self.abort().await;
         self.flush().await?;
         if let Some(consumer) = self.consumer.take() {
             consumer.close().await?;
@@ -277,8 +358,15 @@ impl Backend for BrokerBackend {
     }
 }
 
-fn consumer_config(bootstrap: &str, client_id: &str, poll_wait: Duration, suffix: &str) -> ConsumerConfig {
+fn consumer_config(
+    bootstrap: &str,
+    client_id: &str,
+    poll_wait: Duration,
+    isolation_level: IsolationLevel,
+    suffix: &str,
+) -> ConsumerConfig {
     ConsumerConfig {
+        isolation_level,
         bootstrap: bootstrap.to_string(),
         client_id: format!("{client_id}-{suffix}"),
         fetch_max_wait: poll_wait,

@@ -14,6 +14,19 @@ pub enum LogTarget {
     Embedded(EmbeddedLog),
 }
 
+/// `processing.guarantee`: what a crash may do to the results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Offsets are committed after output and state are durable: a crash replays what
+    /// followed the last commit, so results may count a record twice, never zero times.
+    #[default]
+    AtLeastOnce,
+    /// Kafka's `exactly_once_v2`: each thread's output records, changelog writes and
+    /// input offsets go in one transaction, and every consumer reads committed data only,
+    /// so a crash loses and repeats nothing. Needs a broker with transactions.
+    ExactlyOnceV2,
+}
+
 /// The settings of a stream application.
 #[derive(Debug, Clone)]
 pub struct StreamsConfig {
@@ -32,6 +45,8 @@ pub struct StreamsConfig {
     /// `session.timeout.ms` and `heartbeat.interval.ms` of the group (broker only).
     pub session_timeout: Duration,
     pub heartbeat_interval: Duration,
+    /// `processing.guarantee`.
+    pub processing_guarantee: ProcessingGuarantee,
 }
 
 impl StreamsConfig {
@@ -55,6 +70,7 @@ impl StreamsConfig {
             poll_wait: Duration::from_millis(100),
             session_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(1),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
         }
     }
 
@@ -70,6 +86,16 @@ impl StreamsConfig {
 
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
+        self
+    }
+
+    /// `processing.guarantee = exactly_once_v2`, with Kafka Streams' commit interval for
+    /// it (100 ms: a transaction's output is invisible to read_committed consumers until
+    /// it commits, so the interval is the latency downstream). Set a commit interval after
+    /// this call to change it.
+    pub fn exactly_once(mut self) -> Self {
+        self.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+        self.commit_interval = Duration::from_millis(100);
         self
     }
 }

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use crate::record::Headers;
 
 pub use app::KafkaStreams;
-pub use config::{LogTarget, StreamsConfig};
+pub use config::{LogTarget, ProcessingGuarantee, StreamsConfig};
 pub use embedded::EmbeddedLog;
 pub use metrics::TaskMetrics;
 pub use task::TaskId;

@@ -6,10 +6,13 @@
 //!        poll -> make / restore tasks for new partitions -> hand records to tasks
 //!        -> process -> send output -> every commit.interval: commit
 //!  commit = send what tasks wrote (sinks, changelogs) -> flush (all acknowledged)
-//!           -> stores commit (persistent checkpoints) -> source offsets committed
+//!           -> source offsets committed (exactly_once_v2: with the transaction)
+//!           -> stores commit (persistent checkpoints)
 //! ```
-//! Offsets are committed only after output and state are durable, so a crash replays
-//! records (at-least-once) and never skips one.
+//! Offsets are committed only after output and changelogs are durable, so a crash replays
+//! records (at-least-once) and never skips one. A persistent store's checkpoint is
+//! written last: under exactly_once_v2 its contents must never run ahead of a committed
+//! transaction, and a store behind its changelog is caught up from it when it opens.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -277,12 +280,14 @@ impl<B: Backend> StreamThread<B> {
         }
         let reached = self.backend.flush().await?;
         let mut offsets = Vec::new();
-        for task in self.tasks.values_mut() {
-            task.commit_stores(&reached)?;
+        for task in self.tasks.values() {
             offsets.extend(task.positions().map(|(t, o)| (t.to_string(), task.id.partition, o)));
         }
+        self.backend.commit(&offsets).await?;
+        for task in self.tasks.values_mut() {
+            task.commit_stores(&reached)?;
+        }
         if !offsets.is_empty() {
-            self.backend.commit(&offsets).await?;
             let partitions: Vec<(String, i32)> = offsets.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
             if let Ok(ends) = self.backend.end_offsets(&partitions).await {
                 for (topic, partition, offset) in &offsets {
