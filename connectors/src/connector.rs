@@ -121,6 +121,14 @@ pub trait SourceConnector: Send + Sync {
 
     /// A task for one of the configs [`Self::task_configs`] returned.
     fn task(&self, config: &TaskConfig) -> Result<Box<dyn SourceTask>, TaskError>;
+
+    /// Whether its tasks can deliver exactly once (KIP-618's `exactlyOnceSupport`): a
+    /// task started from committed offsets produces exactly the records that followed
+    /// them, so a transaction that holds records and offsets together loses and repeats
+    /// nothing. False for a source that cannot replay (a push endpoint).
+    fn exactly_once(&self, _config: &ConnectorConfig) -> bool {
+        false
+    }
 }
 
 /// A running source task.

@@ -9,6 +9,7 @@
 //! | [`record`] | the record connectors and transforms see |
 //! | [`transform`] | single-message transforms and predicates |
 //! | [`errors`] | `errors.tolerance`, the dead-letter topic, retries |
+//! | [`exactly_once`] | exactly-once sources (KIP-618): `exactly.once.support`, `transaction.boundary` |
 //! | [`distributed`] | workers sharing tasks through a group, internal topics, the REST API |
 //! | [`runtime`] | running tasks: offsets, commits, retries, statuses |
 //! | [`plugins`] | the built-in connectors by class name |
@@ -24,6 +25,7 @@ pub mod converter;
 pub mod definition;
 pub mod distributed;
 pub mod errors;
+pub mod exactly_once;
 pub mod file;
 pub mod http;
 pub mod mirror;

@@ -111,6 +111,11 @@ pub struct MirrorSource;
 
 #[async_trait]
 impl SourceConnector for MirrorSource {
+    /// The source cluster's offsets replay exactly the records after them.
+    fn exactly_once(&self, _config: &ConnectorConfig) -> bool {
+        true
+    }
+
     fn validate(&self, config: &ConnectorConfig) -> Vec<ConfigError> {
         let def = definition();
         let mut errors = Vec::new();

@@ -39,6 +39,10 @@ enum Command {
         /// when they stop.
         #[arg(long, default_value_t = 60_000)]
         offset_flush_interval_ms: u64,
+        /// `exactly.once.source.support`: source tasks write their records and offsets in
+        /// one transaction when their connector can replay from its offsets.
+        #[arg(long, value_enum, default_value_t = Support::Disabled)]
+        exactly_once_source_support: Support,
         /// Connector configs: TOML, JSON or Kafka Connect `.properties` files.
         #[arg(required = true)]
         configs: Vec<PathBuf>,
@@ -62,6 +66,9 @@ enum Command {
         status_topic: String,
         #[arg(long, default_value_t = 60_000)]
         offset_flush_interval_ms: u64,
+        /// `exactly.once.source.support`, as for `run`.
+        #[arg(long, value_enum, default_value_t = Support::Disabled)]
+        exactly_once_source_support: Support,
         /// How soon the other workers take a dead worker's tasks (`session.timeout.ms`).
         #[arg(long, default_value_t = 10_000)]
         session_timeout_ms: u64,
@@ -75,6 +82,15 @@ enum Command {
     Plugins,
 }
 
+/// Kafka's `exactly.once.source.support` values (its `preparing` step, for rolling a
+/// cluster of workers onto exactly-once, is not needed: every worker reads offsets the
+/// same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Support {
+    Enabled,
+    Disabled,
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -82,11 +98,12 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { bootstrap, offsets_topic, offset_flush_interval_ms, configs } => {
+        Command::Run { bootstrap, offsets_topic, offset_flush_interval_ms, exactly_once_source_support, configs } => {
             let configs = read_configs(&configs)?;
             let worker = WorkerConfig {
                 offsets_topic,
                 offset_flush_interval: Duration::from_millis(offset_flush_interval_ms.max(1)),
+                exactly_once_source: exactly_once_source_support == Support::Enabled,
                 ..WorkerConfig::new(&bootstrap)
             };
             tokio::runtime::Runtime::new()?.block_on(run(worker, configs))
@@ -99,12 +116,15 @@ fn main() -> anyhow::Result<()> {
             offsets_topic,
             status_topic,
             offset_flush_interval_ms,
+            exactly_once_source_support,
             session_timeout_ms,
         } => {
             let config = DistributedConfig {
                 worker: WorkerConfig {
                     offsets_topic,
                     offset_flush_interval: Duration::from_millis(offset_flush_interval_ms.max(1)),
+                    exactly_once_source: exactly_once_source_support == Support::Enabled,
+                    transactional_id_prefix: group.clone(),
                     ..WorkerConfig::new(&bootstrap)
                 },
                 group,

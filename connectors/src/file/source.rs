@@ -40,6 +40,11 @@ pub struct FileSource;
 
 #[async_trait]
 impl SourceConnector for FileSource {
+    /// A byte position replays exactly the lines after it.
+    fn exactly_once(&self, _config: &ConnectorConfig) -> bool {
+        true
+    }
+
     fn validate(&self, config: &ConnectorConfig) -> Vec<crate::config::ConfigError> {
         let batch: i64 = config.parse_or("batch.size", 2000).unwrap_or(2000);
         if batch < 1 { vec![config.invalid("batch.size", "must be at least 1")] } else { Vec::new() }

@@ -73,6 +73,12 @@ pub struct PostgresSource;
 
 #[async_trait]
 impl SourceConnector for PostgresSource {
+    /// The incrementing id and timestamp (never split within one timestamp) replay
+    /// exactly the rows after them.
+    fn exactly_once(&self, _config: &ConnectorConfig) -> bool {
+        true
+    }
+
     fn validate(&self, config: &ConnectorConfig) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if definition().value(config, "url").unwrap_or_default().parse::<tokio_postgres::Config>().is_err() {

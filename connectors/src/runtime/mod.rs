@@ -27,6 +27,7 @@ use crate::config::{ConfigError, ConnectorConfig};
 use crate::connector::{Connector, Plugin, TaskConfig, TaskError};
 use crate::converter::Converter;
 use crate::errors::{ErrorPolicy, Tolerance};
+use crate::exactly_once::{Boundary, ExactlyOnce, Support};
 use crate::plugins;
 use crate::transform::Chain;
 use dead_letter::Stage;
@@ -45,6 +46,12 @@ pub struct WorkerConfig {
     /// `offset.flush.interval.ms`: how often tasks commit offsets (they also commit when
     /// they stop).
     pub offset_flush_interval: Duration,
+    /// `exactly.once.source.support=enabled`: source tasks that can write their records
+    /// and offsets in one transaction do ([`crate::exactly_once`]).
+    pub exactly_once_source: bool,
+    /// Source tasks' transactional ids are `<prefix>-<connector>-<task>`: the group in
+    /// distributed mode, as in Kafka Connect.
+    pub transactional_id_prefix: String,
 }
 
 impl WorkerConfig {
@@ -54,6 +61,8 @@ impl WorkerConfig {
             worker_id: "standalone".into(),
             offsets_topic: "connect-offsets".into(),
             offset_flush_interval: Duration::from_secs(60),
+            exactly_once_source: false,
+            transactional_id_prefix: "connect-standalone".into(),
         }
     }
 }
@@ -97,6 +106,8 @@ pub(crate) struct TaskContext {
     pub(crate) value_converter: Converter,
     pub(crate) policy: ErrorPolicy,
     pub(crate) status: StatusBoard,
+    /// For a source task that runs exactly once: when its transactions commit.
+    pub(crate) transactions: Option<Boundary>,
 }
 
 impl TaskContext {
@@ -128,6 +139,8 @@ struct Common {
     key_converter: Converter,
     value_converter: Converter,
     policy: ErrorPolicy,
+    /// A source connector's exactly-once settings, and whether it can deliver exactly once.
+    exactly_once: Option<(ExactlyOnce, bool)>,
 }
 
 /// A connector config checked against its plugin and the common settings.
@@ -151,6 +164,25 @@ fn common(config: &ConnectorConfig) -> Result<Common, RuntimeError> {
     let value_converter =
         Converter::from_config(config, "value.converter", plugin.value_converter).map_err(|e| errors.push(e)).ok();
     let policy = ErrorPolicy::from_config(config).map_err(|e| errors.push(e)).ok();
+    let mut exactly_once = None;
+    if let Connector::Source(source) = (plugin.make)() {
+        match ExactlyOnce::from_config(config) {
+            Ok(settings) => {
+                let capable = source.exactly_once(config);
+                if settings.support == Support::Required && !capable {
+                    errors.push(config.invalid(
+                        "exactly.once.support",
+                        &format!(
+                            "is required, but {} cannot replay from its offsets to deliver exactly once",
+                            plugin.class
+                        ),
+                    ));
+                }
+                exactly_once = Some((settings, capable));
+            }
+            Err(error) => errors.push(error),
+        }
+    }
     if plugin.connector_type == crate::connector::ConnectorType::Source
         && policy.as_ref().is_some_and(|p| p.dead_letter_topic.is_some())
     {
@@ -160,7 +192,7 @@ fn common(config: &ConnectorConfig) -> Result<Common, RuntimeError> {
     }
     match (chain, key_converter, value_converter, policy) {
         (Some(chain), Some(key_converter), Some(value_converter), Some(policy)) if errors.is_empty() => {
-            Ok(Common { plugin, chain, key_converter, value_converter, policy })
+            Ok(Common { plugin, chain, key_converter, value_converter, policy, exactly_once })
         }
         _ => Err(RuntimeError::Invalid(errors)),
     }
@@ -259,6 +291,21 @@ impl Runtime {
         mut task_config: TaskConfig,
     ) -> Result<(), RuntimeError> {
         let common = common(config)?;
+        let transactions = match common.exactly_once {
+            Some((settings, capable)) if self.worker.exactly_once_source && capable => Some(settings.boundary),
+            Some((settings, _)) if settings.support == Support::Required => {
+                return Err(RuntimeError::Invalid(vec![config.invalid(
+                    "exactly.once.support",
+                    "is required, but this worker runs without exactly.once.source.support=enabled",
+                )]));
+            }
+            Some(_) if self.worker.exactly_once_source => {
+                tracing::warn!(connector = %config.name, class = common.plugin.class,
+                    "the connector cannot deliver exactly once; its tasks run at least once");
+                None
+            }
+            _ => None,
+        };
         // The cluster this worker writes to, for tasks that talk to it themselves (a mirror
         // creates its topics there).
         task_config.settings.insert("worker.bootstrap.servers".into(), self.worker.bootstrap.clone());
@@ -271,6 +318,7 @@ impl Runtime {
             value_converter: common.value_converter,
             policy: common.policy,
             status: self.status.clone(),
+            transactions,
         };
         let (target, target_rx) = watch::channel(Target::Running);
         context.report(State::Unassigned, None);

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
-use headwater_core::client::{Admin, ClientError, Consumer, ConsumerConfig, OffsetReset, Producer};
+use headwater_core::client::{Admin, ClientError, Consumer, ConsumerConfig, IsolationLevel, OffsetReset, Producer};
 use serde_json::Value;
 
 use crate::connector::{SourceOffsets, canonical};
@@ -68,27 +68,32 @@ impl OffsetStore {
     }
 
     /// Every connector's latest offsets, read from the start of the topic to its end.
+    /// `committed` reads only offsets of committed transactions (an exactly-once task's),
+    /// up to the end as it was when the read began: the transactions open then are
+    /// waited for, not skipped, so an offset committed after one of them is not missed.
     ///
     /// # Errors
     /// [`OffsetError`].
-    pub async fn read_all(&self) -> Result<HashMap<String, SourceOffsets>, OffsetError> {
+    pub async fn read_all(&self, committed: bool) -> Result<HashMap<String, SourceOffsets>, OffsetError> {
         let fail = |source| OffsetError::Client { topic: self.topic.clone(), source };
-        let mut consumer = Consumer::connect(ConsumerConfig {
+        let config = ConsumerConfig {
             bootstrap: self.bootstrap.clone(),
             client_id: "headwater-connect-offsets".into(),
             fetch_max_wait: Duration::from_millis(100),
             auto_offset_reset: OffsetReset::Earliest,
             ..ConsumerConfig::default()
-        })
-        .await
-        .map_err(fail)?;
+        };
+        // Ends are asked at read_uncommitted: the high watermark, not the last stable offset.
+        let mut ends_of = Consumer::connect(config.clone()).await.map_err(fail)?;
+        let isolation_level = if committed { IsolationLevel::ReadCommitted } else { IsolationLevel::ReadUncommitted };
+        let mut consumer = Consumer::connect(ConsumerConfig { isolation_level, ..config }).await.map_err(fail)?;
         let partitions: Vec<(String, i32)> = (0..partition_count(&self.bootstrap, &self.topic).await.map_err(fail)?)
             .map(|p| (self.topic.clone(), p))
             .collect();
         let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
         let mut ends = BTreeMap::new();
         while ends.len() < partitions.len() {
-            ends = consumer.list_offsets(partitions.clone(), -1).await.map_err(fail)?;
+            ends = ends_of.list_offsets(partitions.clone(), -1).await.map_err(fail)?;
             if tokio::time::Instant::now() > deadline {
                 return Err(OffsetError::Timeout { topic: self.topic.clone() });
             }
@@ -126,12 +131,12 @@ impl OffsetStore {
         Ok(by_connector.into_iter().map(|(c, entries)| (c, SourceOffsets::new(entries))).collect())
     }
 
-    /// One connector's offsets.
+    /// One connector's offsets; `committed` as for [`Self::read_all`].
     ///
     /// # Errors
     /// [`OffsetError`].
-    pub async fn read(&self, connector: &str) -> Result<SourceOffsets, OffsetError> {
-        Ok(self.read_all().await?.remove(connector).unwrap_or_default())
+    pub async fn read(&self, connector: &str, committed: bool) -> Result<SourceOffsets, OffsetError> {
+        Ok(self.read_all(committed).await?.remove(connector).unwrap_or_default())
     }
 
     /// Writes offsets through `producer` and waits until they are acknowledged (acks=all).

@@ -6,6 +6,13 @@
 //! offset moves only past a prefix of settled records. A graceful stop flushes the
 //! producer and commits, so a restart neither loses nor repeats a record; after a crash the
 //! records since the last commit are produced again (at least once, as in Kafka Connect).
+//!
+//! Exactly once (KIP-618, [`crate::exactly_once`]): the producer is transactional, a
+//! transaction opens with the first record after a commit, and a commit writes the
+//! offsets into the same transaction and commits it, at each `transaction.boundary`. A
+//! crash aborts what was open (the next producer of the task's transactional id fences
+//! the old one), and the task starts again from offsets read with read_committed, so
+//! the records and the offsets that cover them appear together or not at all.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -23,6 +30,7 @@ use super::status::State;
 use super::{Target, TaskContext};
 use crate::connector::{SourceRecord, SourceTask, TaskError, canonical};
 use crate::errors::Tolerance;
+use crate::exactly_once::Boundary;
 
 /// Past this many records sent and unsettled, the task waits for the oldest, so memory
 /// follows what the broker has not acknowledged rather than the commit interval.
@@ -57,6 +65,11 @@ impl SourceWorker {
         store: &OffsetStore,
         target: &mut watch::Receiver<Target>,
     ) -> Result<(), TaskError> {
+        // Under exactly-once, InitProducerId fences the task's previous producer and aborts
+        // its open transaction before the offsets are read.
+        let transactional_id = ctx
+            .transactions
+            .map(|_| format!("{}-{}-{}", ctx.worker.transactional_id_prefix, ctx.connector, ctx.task_id));
         let producer = Producer::connect(ProducerConfig {
             bootstrap: ctx.worker.bootstrap.clone(),
             client_id: format!("connector-producer-{}-{}", ctx.connector, ctx.task_id),
@@ -64,15 +77,26 @@ impl SourceWorker {
             idempotent: true,
             linger: Duration::from_millis(10),
             batch_bytes: 256 << 10,
+            transactional_id,
             ..ProducerConfig::default()
         })
         .await
         .map_err(|e| TaskError::Retriable(format!("cannot connect to {}: {e}", ctx.worker.bootstrap)))?;
-        let offsets = store.read(&ctx.connector).await.map_err(TaskError::retriable)?;
+        let offsets = store.read(&ctx.connector, ctx.transactions.is_some()).await.map_err(TaskError::retriable)?;
         task.start(offsets).await?;
         ctx.report(State::Running, None);
 
-        let mut pipeline = Pipeline { outstanding: VecDeque::new(), acked: BTreeMap::new() };
+        let mut pipeline = Pipeline {
+            outstanding: VecDeque::new(),
+            acked: BTreeMap::new(),
+            transaction: ctx.transactions.map(|_| false),
+        };
+        // When offsets (and, exactly once, transactions) commit.
+        let interval = match ctx.transactions {
+            Some(Boundary::Interval(Some(interval))) => Some(interval),
+            Some(Boundary::Poll) => None,
+            Some(Boundary::Interval(None)) | None => Some(ctx.worker.offset_flush_interval),
+        };
         let mut last_commit = Instant::now();
         let mut paused = false;
         let mut poll_failures = 0u32;
@@ -110,6 +134,10 @@ impl SourceWorker {
                 }
                 Err(error) => return Err(error),
             };
+            let polled = !records.is_empty();
+            if polled {
+                pipeline.begin(&producer)?;
+            }
             for record in records {
                 let item = send(ctx, &producer, record).await?;
                 pipeline.outstanding.push_back(item);
@@ -118,7 +146,11 @@ impl SourceWorker {
                 }
             }
             pipeline.settle(ctx, task, Settle::Ready).await?;
-            if last_commit.elapsed() >= ctx.worker.offset_flush_interval {
+            let due = match interval {
+                Some(interval) => last_commit.elapsed() >= interval,
+                None => polled,
+            };
+            if due {
                 last_commit = Instant::now();
                 pipeline.commit(ctx, task, store, &producer).await?;
             }
@@ -181,9 +213,31 @@ struct Pipeline {
     /// By canonical source partition: the partition and its latest acknowledged offset,
     /// not yet committed.
     acked: BTreeMap<String, (Value, Value)>,
+    /// Exactly once: whether a transaction is open (`None`: at least once).
+    transaction: Option<bool>,
 }
 
 impl Pipeline {
+    /// Opens a transaction before records are sent, exactly once.
+    fn begin(&mut self, producer: &Producer) -> Result<(), TaskError> {
+        if self.transaction == Some(false) {
+            producer.begin_transaction().map_err(|e| TaskError::Fatal(format!("cannot begin a transaction: {e}")))?;
+            self.transaction = Some(true);
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction after a failure: nothing of it is ever read
+    /// committed, and the task fails so that it starts again from the committed offsets
+    /// (its own position is past what was aborted).
+    async fn abort(&mut self, producer: &Producer, why: String) -> TaskError {
+        self.transaction = Some(false);
+        if let Err(error) = producer.abort_transaction().await {
+            tracing::warn!("aborting a source task's transaction failed: {error}");
+        }
+        TaskError::Fatal(format!("transaction aborted: {why}"))
+    }
+
     /// Flushes the producer, settles every record sent, writes the offsets they reached,
     /// and tells the task.
     async fn commit(
@@ -193,6 +247,9 @@ impl Pipeline {
         store: &OffsetStore,
         producer: &Producer,
     ) -> Result<(), TaskError> {
+        if self.transaction.is_some() {
+            return self.commit_transaction(ctx, task, store, producer).await;
+        }
         if !self.outstanding.is_empty() {
             producer.flush().await.map_err(TaskError::fatal)?;
             self.settle(ctx, task, Settle::All).await?;
@@ -217,6 +274,39 @@ impl Pipeline {
                 Err(error) => return Err(TaskError::retriable(error)),
             }
         }
+        self.acked.clear();
+        task.commit().await
+    }
+
+    /// Exactly once: every record sent is acknowledged, the offsets they reach are
+    /// written in the same transaction, and it commits; any failure aborts it.
+    async fn commit_transaction(
+        &mut self,
+        ctx: &TaskContext,
+        task: &mut dyn SourceTask,
+        store: &OffsetStore,
+        producer: &Producer,
+    ) -> Result<(), TaskError> {
+        if self.transaction != Some(true) {
+            return Ok(());
+        }
+        let settled = async {
+            producer.flush().await.map_err(TaskError::fatal)?;
+            self.settle(ctx, task, Settle::All).await
+        }
+        .await;
+        if let Err(error) = settled {
+            return Err(self.abort(producer, error.to_string()).await);
+        }
+        let offsets: Vec<(Value, Option<Value>)> =
+            self.acked.values().map(|(p, o)| (p.clone(), Some(o.clone()))).collect();
+        if let Err(error) = store.write(producer, &ctx.connector, &offsets).await {
+            return Err(self.abort(producer, error.to_string()).await);
+        }
+        if let Err(error) = producer.commit_transaction().await {
+            return Err(self.abort(producer, format!("commit failed: {error}")).await);
+        }
+        self.transaction = Some(false);
         self.acked.clear();
         task.commit().await
     }

@@ -200,6 +200,16 @@ pub fn lines(path: &Path) -> Vec<String> {
 /// Every record of a topic's partitions, read from the start to the current end (none
 /// while the topic does not exist).
 pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<headwater_core::client::ConsumerRecord> {
+    read_topic_at(bootstrap, topic, headwater_core::client::IsolationLevel::ReadUncommitted)
+}
+
+/// As [`read_topic`], at `isolation`: under read_committed, up to the last stable offset
+/// and without the records of aborted transactions.
+pub fn read_topic_at(
+    bootstrap: &str,
+    topic: &str,
+    isolation_level: headwater_core::client::IsolationLevel,
+) -> Vec<headwater_core::client::ConsumerRecord> {
     use headwater_core::client::{Admin, Consumer, ConsumerConfig, OffsetReset};
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
@@ -215,6 +225,7 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<headwater_core::client::C
             bootstrap: bootstrap.to_string(),
             fetch_max_wait: Duration::from_millis(100),
             auto_offset_reset: OffsetReset::Earliest,
+            isolation_level,
             ..ConsumerConfig::default()
         })
         .await
