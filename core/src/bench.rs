@@ -45,6 +45,9 @@ pub struct ProduceBench {
     pub replication_factor: i16,
     /// Configs of the topic if the bench creates it (`min.insync.replicas`, ...).
     pub topic_configs: Vec<(String, String)>,
+    /// Transactional producers committing every this long (Kafka's perf tool's
+    /// `--transaction-duration-ms`); the end-to-end consumer then reads committed data.
+    pub transaction_duration: Option<Duration>,
 }
 
 /// What a run measured.
@@ -157,8 +160,12 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
             idempotent: bench.acks == -1,
             batch_bytes: bench.batch_bytes,
             linger: bench.linger,
+            transactional_id: bench
+                .transaction_duration
+                .map(|_| format!("headwater-bench-{i}-{}", uuid::Uuid::new_v4().simple())),
             ..ProducerConfig::default()
         };
+        let transaction_duration = bench.transaction_duration;
         let payload = payload.clone();
         let topic = bench.topic.clone();
         let acked = Arc::clone(&acked);
@@ -166,6 +173,10 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
         let stamped = bench.end_to_end;
         tasks.spawn(async move {
             let producer = Producer::connect(config).await?;
+            let mut transaction_began = Instant::now();
+            if transaction_duration.is_some() {
+                producer.begin_transaction()?;
+            }
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
             let mut gaps = AckGaps::default();
             // Deliveries are awaited in order by this same task, interleaved with sends,
@@ -189,6 +200,13 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
                     payload.clone()
                 };
                 pending.push_back((sent, producer.send(&topic, None, Some(value), vec![]).await?));
+                if let Some(duration) = transaction_duration
+                    && transaction_began.elapsed() >= duration
+                {
+                    producer.commit_transaction().await?;
+                    producer.begin_transaction()?;
+                    transaction_began = Instant::now();
+                }
                 if pending.front().is_some_and(|(_, f)| f.is_settled()) {
                     // One clock read for every delivery settled since the last look: they
                     // all completed before it, at most one send earlier.
@@ -199,6 +217,9 @@ pub async fn run_produce(bench: ProduceBench) -> Result<BenchResult, ClientError
                         record_latency(&mut histogram, now - sent, &acked);
                     }
                 }
+            }
+            if transaction_duration.is_some() {
+                producer.commit_transaction().await?;
             }
             producer.flush().await?;
             for (sent, delivery) in pending {
@@ -254,12 +275,17 @@ async fn start_end_to_end(
     bench: &ProduceBench,
     epoch: Instant,
 ) -> Result<tokio::task::JoinHandle<Result<Histogram<u64>, ClientError>>, ClientError> {
-    use crate::client::{Consumer, ConsumerConfig, OffsetReset};
+    use crate::client::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
     let config = ConsumerConfig {
         bootstrap: bench.bootstrap.clone(),
         client_id: "headwater-bench-e2e".into(),
         auto_offset_reset: OffsetReset::Latest,
         fetch_max_wait: Duration::from_millis(100),
+        isolation_level: if bench.transaction_duration.is_some() {
+            IsolationLevel::ReadCommitted
+        } else {
+            IsolationLevel::ReadUncommitted
+        },
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::connect(config).await?;

@@ -298,6 +298,10 @@ struct ProduceBenchArgs {
     /// Replicas per partition, if the bench creates the topic [default: the broker's].
     #[arg(long, default_value_t = -1)]
     replication_factor: i16,
+    /// Transactional producers that commit every this many milliseconds (as Kafka's
+    /// producer perf tool); with --end-to-end the consumer reads committed data.
+    #[arg(long)]
+    transaction_duration_ms: Option<u64>,
     /// A config of the topic, if the bench creates it: KEY=VALUE (repeatable).
     #[arg(long = "topic-config", value_parser = parse_key_value)]
     topic_configs: Vec<(String, String)>,
@@ -1020,6 +1024,7 @@ fn bench_produce(args: ProduceBenchArgs) -> anyhow::Result<()> {
         linger: std::time::Duration::from_millis(args.linger_ms),
         replication_factor: args.replication_factor,
         topic_configs: args.topic_configs,
+        transaction_duration: args.transaction_duration_ms.map(std::time::Duration::from_millis),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(headwater_core::bench::run_produce(bench))?;
