@@ -70,6 +70,12 @@ impl SourceWorker {
         let transactional_id = ctx
             .transactions
             .map(|_| format!("{}-{}-{}", ctx.worker.transactional_id_prefix, ctx.connector, ctx.task_id));
+        // When offsets (and, exactly once, transactions) commit.
+        let interval = match ctx.transactions {
+            Some(Boundary::Interval(Some(interval))) => Some(interval),
+            Some(Boundary::Poll) => None,
+            Some(Boundary::Interval(None)) | None => Some(ctx.worker.offset_flush_interval),
+        };
         let producer = Producer::connect(ProducerConfig {
             bootstrap: ctx.worker.bootstrap.clone(),
             client_id: format!("connector-producer-{}-{}", ctx.connector, ctx.task_id),
@@ -78,6 +84,9 @@ impl SourceWorker {
             linger: Duration::from_millis(10),
             batch_bytes: 256 << 10,
             transactional_id,
+            // A transaction lives about one interval: well inside its timeout, so the
+            // coordinator never aborts a healthy one.
+            transaction_timeout: interval.map_or(Duration::from_secs(60), |i| (i * 2).max(Duration::from_secs(60))),
             ..ProducerConfig::default()
         })
         .await
@@ -86,17 +95,31 @@ impl SourceWorker {
         task.start(offsets).await?;
         ctx.report(State::Running, None);
 
-        let mut pipeline = Pipeline {
-            outstanding: VecDeque::new(),
-            acked: BTreeMap::new(),
-            transaction: ctx.transactions.map(|_| false),
-        };
-        // When offsets (and, exactly once, transactions) commit.
-        let interval = match ctx.transactions {
-            Some(Boundary::Interval(Some(interval))) => Some(interval),
-            Some(Boundary::Poll) => None,
-            Some(Boundary::Interval(None)) | None => Some(ctx.worker.offset_flush_interval),
-        };
+        let delivery =
+            if ctx.transactions.is_some() { Delivery::Transactional { open: false } } else { Delivery::AtLeastOnce };
+        let mut pipeline = Pipeline { outstanding: VecDeque::new(), acked: BTreeMap::new(), delivery };
+        let pumped = Self::pump(ctx, task, store, target, &producer, &mut pipeline, interval).await;
+        if let Err(error) = pumped {
+            // Whatever the failure, an open transaction is aborted now rather than left to
+            // hold read_committed readers back until it times out.
+            if pipeline.delivery == (Delivery::Transactional { open: true }) {
+                return Err(pipeline.abort(&producer, error.to_string()).await);
+            }
+            return Err(error);
+        }
+        pipeline.commit(ctx, task, store, &producer).await
+    }
+
+    /// Polls, sends and commits until told to stop.
+    async fn pump(
+        ctx: &TaskContext,
+        task: &mut dyn SourceTask,
+        store: &OffsetStore,
+        target: &mut watch::Receiver<Target>,
+        producer: &Producer,
+        pipeline: &mut Pipeline,
+        interval: Option<Duration>,
+    ) -> Result<(), TaskError> {
         let mut last_commit = Instant::now();
         let mut paused = false;
         let mut poll_failures = 0u32;
@@ -109,9 +132,10 @@ impl SourceWorker {
                         paused = true;
                         ctx.report(State::Paused, None);
                     }
-                    // Wait for a change, committing what was sent before the pause.
+                    // Commit what was sent before the pause (no transaction stays open while
+                    // paused), then wait for a change.
+                    pipeline.commit(ctx, task, store, producer).await?;
                     let _ = tokio::time::timeout(ctx.worker.offset_flush_interval, target.changed()).await;
-                    pipeline.commit(ctx, task, store, &producer).await?;
                     continue;
                 }
                 Target::Running if paused => {
@@ -136,10 +160,10 @@ impl SourceWorker {
             };
             let polled = !records.is_empty();
             if polled {
-                pipeline.begin(&producer)?;
+                pipeline.begin(producer)?;
             }
             for record in records {
-                let item = send(ctx, &producer, record).await?;
+                let item = send(ctx, producer, record).await?;
                 pipeline.outstanding.push_back(item);
                 if pipeline.outstanding.len() >= MAX_OUTSTANDING {
                     pipeline.settle(ctx, task, Settle::Oldest).await?;
@@ -152,10 +176,10 @@ impl SourceWorker {
             };
             if due {
                 last_commit = Instant::now();
-                pipeline.commit(ctx, task, store, &producer).await?;
+                pipeline.commit(ctx, task, store, producer).await?;
             }
         }
-        pipeline.commit(ctx, task, store, &producer).await
+        Ok(())
     }
 }
 
@@ -213,16 +237,25 @@ struct Pipeline {
     /// By canonical source partition: the partition and its latest acknowledged offset,
     /// not yet committed.
     acked: BTreeMap<String, (Value, Value)>,
-    /// Exactly once: whether a transaction is open (`None`: at least once).
-    transaction: Option<bool>,
+    delivery: Delivery,
+}
+
+/// How a pipeline's records and offsets reach the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Offsets written once the records are acknowledged.
+    AtLeastOnce,
+    /// Records and offsets in one transaction (KIP-618); `open` between the first record
+    /// after a commit and the next commit.
+    Transactional { open: bool },
 }
 
 impl Pipeline {
     /// Opens a transaction before records are sent, exactly once.
     fn begin(&mut self, producer: &Producer) -> Result<(), TaskError> {
-        if self.transaction == Some(false) {
+        if self.delivery == (Delivery::Transactional { open: false }) {
             producer.begin_transaction().map_err(|e| TaskError::Fatal(format!("cannot begin a transaction: {e}")))?;
-            self.transaction = Some(true);
+            self.delivery = Delivery::Transactional { open: true };
         }
         Ok(())
     }
@@ -231,7 +264,7 @@ impl Pipeline {
     /// committed, and the task fails so that it starts again from the committed offsets
     /// (its own position is past what was aborted).
     async fn abort(&mut self, producer: &Producer, why: String) -> TaskError {
-        self.transaction = Some(false);
+        self.delivery = Delivery::Transactional { open: false };
         if let Err(error) = producer.abort_transaction().await {
             tracing::warn!("aborting a source task's transaction failed: {error}");
         }
@@ -247,8 +280,8 @@ impl Pipeline {
         store: &OffsetStore,
         producer: &Producer,
     ) -> Result<(), TaskError> {
-        if self.transaction.is_some() {
-            return self.commit_transaction(ctx, task, store, producer).await;
+        if let Delivery::Transactional { open } = self.delivery {
+            return if open { self.commit_transaction(ctx, task, store, producer).await } else { Ok(()) };
         }
         if !self.outstanding.is_empty() {
             producer.flush().await.map_err(TaskError::fatal)?;
@@ -287,9 +320,6 @@ impl Pipeline {
         store: &OffsetStore,
         producer: &Producer,
     ) -> Result<(), TaskError> {
-        if self.transaction != Some(true) {
-            return Ok(());
-        }
         let settled = async {
             producer.flush().await.map_err(TaskError::fatal)?;
             self.settle(ctx, task, Settle::All).await
@@ -306,7 +336,7 @@ impl Pipeline {
         if let Err(error) = producer.commit_transaction().await {
             return Err(self.abort(producer, format!("commit failed: {error}")).await);
         }
-        self.transaction = Some(false);
+        self.delivery = Delivery::Transactional { open: false };
         self.acked.clear();
         task.commit().await
     }

@@ -402,8 +402,10 @@ impl GroupConsumer {
         }
         self.consumer.assign(partitions);
         self.assignment_generation = self.generation_id;
-        self.start_from_committed(&added).await?;
+        // Heartbeats first: a read_committed member may wait for offsets of an undecided
+        // transaction for longer than its session timeout.
         self.start_heartbeat();
+        self.start_from_committed(&added).await?;
         if revoked && self.protocol() == RebalanceProtocol::Cooperative {
             self.rejoin.store(true, Ordering::Release);
         }

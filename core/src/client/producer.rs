@@ -305,9 +305,6 @@ impl Producer {
     /// As [`Self::send_to`].
     pub async fn send_record(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture, ClientError> {
         let ProducerRecord { topic, partition, timestamp, key, value, headers } = record;
-        if let Some(txn) = &self.shared.lock().transaction {
-            txn.check_sendable()?;
-        }
         let permit = self.shared.space.acquire().await.map_err(|_| ClientError::Closed)?;
         let timestamp = timestamp.unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -414,6 +411,9 @@ impl Producer {
                 txn.started = true;
                 Ok(())
             }
+            // Even when AddOffsetsToTxn went through and only TxnOffsetCommit failed, the
+            // transaction is aborted for sure: the failure makes the abort take a new
+            // epoch, which aborts whatever the coordinator holds open.
             Err(error) => {
                 txn.fail(&error);
                 Err(error)
@@ -421,32 +421,49 @@ impl Producer {
         }
     }
 
+    /// Ends the open transaction's sending: no record is taken from now on, and what was
+    /// taken is sent and acknowledged (or failed). Returns whether the coordinator knows
+    /// the transaction and what failed in it.
+    async fn finish_sending(&self) -> Result<(bool, Option<ClientError>), ClientError> {
+        {
+            let mut accumulator = self.shared.lock();
+            let txn = accumulator.transaction.as_mut().expect("transaction state");
+            txn.check_open()?;
+            txn.ending = true;
+        }
+        let flushed = self.flush().await;
+        let mut accumulator = self.shared.lock();
+        let txn = accumulator.transaction.as_mut().expect("transaction state");
+        if let Some(error) = flushed.err().or_else(|| txn.fatal.clone()) {
+            txn.ending = false;
+            return Err(error);
+        }
+        Ok((txn.started, txn.abortable.clone()))
+    }
+
     /// Sends what is left of the transaction, waits until all of it is acknowledged, and
     /// commits it (EndTxn): its records and offsets become visible to read_committed
-    /// consumers together.
+    /// consumers together. No record is taken while it commits.
     ///
     /// # Errors
     /// No open transaction; a record of the transaction that failed (then call
-    /// [`Self::abort_transaction`]); the coordinator refusing or unreachable (a commit
-    /// that timed out may be retried).
+    /// [`Self::abort_transaction`]); the coordinator refusing, or unreachable (then the
+    /// commit may be retried: the coordinator takes the same EndTxn again).
     pub async fn commit_transaction(&self) -> Result<(), ClientError> {
         let coordinator = self.coordinator()?;
-        self.shared.lock().transaction.as_ref().expect("transaction state").check_open()?;
-        self.flush().await?;
-        let started = {
-            let accumulator = self.shared.lock();
-            let txn = accumulator.transaction.as_ref().expect("transaction state");
-            if let Some(error) = txn.fatal.as_ref().or(txn.abortable.as_ref()) {
-                return Err(error.clone());
+        let (started, failed) = self.finish_sending().await?;
+        if let Some(error) = failed {
+            self.shared.lock().transaction.as_mut().expect("transaction state").ending = false;
+            return Err(error);
+        }
+        if started && let Err(error) = coordinator.end(&self.shared.cluster, self.producer(), true).await {
+            let mut accumulator = self.shared.lock();
+            let txn = accumulator.transaction.as_mut().expect("transaction state");
+            txn.ending = false;
+            if !is_retriable(&error) {
+                txn.fail(&error);
             }
-            txn.started
-        };
-        if started {
-            let result = coordinator.end(&self.shared.cluster, self.producer(), true).await;
-            if let Err(error) = result {
-                self.shared.lock().transaction.as_mut().expect("transaction state").fail(&error);
-                return Err(error);
-            }
+            return Err(error);
         }
         self.shared.lock().end_transaction();
         Ok(())
@@ -460,26 +477,17 @@ impl Producer {
     /// No open transaction; a fenced producer; the coordinator unreachable.
     pub async fn abort_transaction(&self) -> Result<(), ClientError> {
         let coordinator = self.coordinator()?;
-        self.shared.lock().transaction.as_ref().expect("transaction state").check_open()?;
         // Batches already sealed carry sequence numbers the partitions expect: they go out
         // and are aborted with the rest, rather than leaving a gap in the sequence.
-        self.flush().await?;
-        let (started, failed) = {
-            let accumulator = self.shared.lock();
-            let txn = accumulator.transaction.as_ref().expect("transaction state");
-            if let Some(fatal) = &txn.fatal {
-                return Err(fatal.clone());
-            }
-            (txn.started, txn.abortable.is_some())
-        };
-        if started {
-            let result = coordinator.end(&self.shared.cluster, self.producer(), false).await;
-            if let Err(error) = result {
-                self.shared.lock().transaction.as_mut().expect("transaction state").fail(&error);
-                return Err(error);
-            }
+        let (started, failed) = self.finish_sending().await?;
+        if started && let Err(error) = coordinator.end(&self.shared.cluster, self.producer(), false).await {
+            let mut accumulator = self.shared.lock();
+            let txn = accumulator.transaction.as_mut().expect("transaction state");
+            txn.ending = false;
+            txn.fail(&error);
+            return Err(error);
         }
-        if failed {
+        if failed.is_some() {
             let (producer_id, epoch) = coordinator.init_producer_id(&self.shared.cluster).await?;
             self.shared.lock().restart_sequences(producer_id, epoch);
         }
@@ -499,6 +507,8 @@ struct TxnState {
     abortable: Option<ClientError>,
     /// The producer was fenced: nothing more can be done with it.
     fatal: Option<ClientError>,
+    /// Being committed or aborted: no more records.
+    ending: bool,
 }
 
 impl TxnState {
@@ -512,9 +522,13 @@ impl TxnState {
         Ok(())
     }
 
-    /// Records may be added: a transaction is open and nothing has failed in it.
+    /// Records may be added: a transaction is open, is not ending, and nothing has
+    /// failed in it.
     fn check_sendable(&self) -> Result<(), ClientError> {
         self.check_open()?;
+        if self.ending {
+            return Err(ClientError::Transaction { message: "the transaction is being committed or aborted" });
+        }
         match &self.abortable {
             Some(error) => Err(error.clone()),
             None => Ok(()),
@@ -689,6 +703,11 @@ impl Accumulator {
         record: &NewRecord<'_>,
     ) -> Option<Result<(DeliveryFuture, bool), ClientError>> {
         let (producer_id, epoch, transactional) = (self.producer_id, self.epoch, self.transaction.is_some());
+        // Checked under the lock that appends, so no record slips in while a transaction
+        // commits.
+        if let Some(Err(error)) = self.transaction.as_ref().map(TxnState::check_sendable) {
+            return Some(Err(error));
+        }
         let t = self.topics.get_mut(topic)?;
         let partitions = t.partitions;
         let keyless = record.key.is_none() && partition.is_none();

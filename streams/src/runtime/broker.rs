@@ -42,6 +42,10 @@ pub(crate) struct BrokerBackend {
     failure: Option<headwater_core::client::ClientError>,
     /// exactly_once_v2: consumers read committed data, the producer is transactional.
     exactly_once: bool,
+    isolation: IsolationLevel,
+    /// The offsets last committed (exactly_once_v2), so an idle thread commits no
+    /// transaction.
+    committed: HashMap<(String, i32), i64>,
     /// A transaction is open (exactly_once_v2): begun at the first send after a commit.
     in_transaction: bool,
 }
@@ -105,13 +109,14 @@ impl BrokerBackend {
             reached: Reached::new(),
             failure: None,
             exactly_once,
+            isolation,
+            committed: HashMap::new(),
             in_transaction: false,
         })
     }
 
     fn consumer_config(&self, suffix: &str) -> ConsumerConfig {
-        let isolation = if self.exactly_once { IsolationLevel::ReadCommitted } else { IsolationLevel::ReadUncommitted };
-        consumer_config(&self.bootstrap, &self.client_id, self.poll_wait, isolation, suffix)
+        consumer_config(&self.bootstrap, &self.client_id, self.poll_wait, self.isolation, suffix)
     }
 
     /// Opens a transaction if none is (exactly_once_v2).
@@ -239,6 +244,8 @@ impl Backend for BrokerBackend {
     }
 
     async fn rebalance(&mut self) -> Result<(), StreamsError> {
+        // Partitions may come back with offsets another member committed.
+        self.committed.clear();
         if let Some(consumer) = self.consumer.as_mut() {
             consumer.rebalance().await?;
         }
@@ -284,19 +291,22 @@ impl Backend for BrokerBackend {
         if !self.exactly_once {
             return consumer.commit_offsets(offsets).await.map_err(|e| StreamsError::Commit { message: e.to_string() });
         }
-        if offsets.is_empty() && !self.in_transaction {
+        let moved: Vec<(String, i32, i64)> =
+            offsets.iter().filter(|(t, p, o)| self.committed.get(&(t.clone(), *p)) != Some(o)).cloned().collect();
+        if moved.is_empty() && !self.in_transaction {
             return Ok(());
         }
         let group = consumer.group_metadata();
         self.ensure_transaction()?;
         let committed = async {
-            self.producer.send_offsets_to_transaction(offsets, &group).await?;
+            self.producer.send_offsets_to_transaction(&moved, &group).await?;
             self.producer.commit_transaction().await
         }
         .await;
         match committed {
             Ok(()) => {
                 self.in_transaction = false;
+                self.committed.extend(moved.into_iter().map(|(t, p, o)| ((t, p), o)));
                 Ok(())
             }
             Err(error) => {
@@ -306,6 +316,7 @@ impl Backend for BrokerBackend {
                 if let Some(consumer) = &self.consumer {
                     consumer.request_rejoin();
                 }
+                self.committed.clear();
                 self.abort().await;
                 Err(StreamsError::Commit { message: error.to_string() })
             }

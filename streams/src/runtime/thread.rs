@@ -53,9 +53,11 @@ impl<B: Backend> StreamThread<B> {
     /// Plans the topics, creates the internal ones, subscribes, and runs until shutdown
     /// or a failure. A graceful stop commits everything first.
     pub(crate) async fn run(mut self) -> Result<(), StreamsError> {
-        let outcome = self.run_loop().await;
+        let mut outcome = self.run_loop().await;
         if outcome.is_ok() {
-            self.commit_all().await?;
+            // A failed last commit still closes the backend: its transaction is aborted
+            // and the member leaves the group.
+            outcome = self.commit_all().await;
         }
         self.tasks.clear();
         self.metrics.clear_thread(&self.name);
@@ -267,8 +269,8 @@ impl<B: Backend> StreamThread<B> {
         }
     }
 
-    /// Sends what the tasks wrote, waits until it is durable, commits the stores, then
-    /// the source offsets.
+    /// Sends what the tasks wrote, waits until it is durable, commits the source offsets
+    /// (under exactly_once_v2, with the transaction), then the stores' checkpoints.
     async fn commit_all(&mut self) -> Result<(), StreamsError> {
         let started = Instant::now();
         let mut output = Vec::new();
