@@ -95,19 +95,21 @@ def main():
             record("dd 1 GiB, page cache", dd(data, sync=False))
             record("dd 1 GiB, conv=fdatasync", dd(data, sync=True))
             kafka_flush = f"flush.messages={2**63 - 1}"
-            runs = [("all", 16384, "16 KiB batches", ()), ("1", 16384, "16 KiB batches", ()),
-                    ("all", 1 << 20, "1 MiB batches", ()), ("1", 1 << 20, "1 MiB batches", ()),
-                    ("all", 1 << 20, "1 MiB batches, Kafka's flush.messages", (kafka_flush,))]
+            transactions = ("--transaction-duration-ms", "100")
+            runs = [("all", 16384, "16 KiB batches", (), ()), ("1", 16384, "16 KiB batches", (), ()),
+                    ("all", 1 << 20, "1 MiB batches", (), ()), ("1", 1 << 20, "1 MiB batches", (), ()),
+                    ("all", 1 << 20, "1 MiB batches, Kafka's flush.messages", (kafka_flush,), ()),
+                    ("all", 1 << 20, "1 MiB batches, a transaction every 0.1 s", (), transactions)]
             if args.only:
                 runs = [r for r in runs if args.only in f"acks={r[0]}, {r[2]}"]
-            for acks, batch, label, configs in runs:
+            for acks, batch, label, configs, extra in runs:
                 # A warm-up run first, not counted: on this VM the first run after other
                 # work writes into page-cache pages the host has just taken back, at dd's
                 # page-cache rate whatever the broker does (benches/README.md).
                 fresh_topic(*configs)
-                produce(acks, batch)
+                produce(acks, batch, extra)
                 fresh_topic(*configs)
-                record(f"produce acks={acks}, {label}", produce(acks, batch)["mb_per_s"])
+                record(f"produce acks={acks}, {label}", produce(acks, batch, extra)["mb_per_s"])
             if not args.only:
                 # The same run with no warm-up, after five idle seconds: the pages the last
                 # run freed have gone back to the host by then, so this run writes into
@@ -128,6 +130,15 @@ def main():
             summary = json.loads(out.strip().splitlines()[-1])
             record("50 MB/s acks=all: end-to-end p99 ms", summary["end_to_end_ms"]["p99"])
             record("50 MB/s acks=all: produce p99 ms", summary["latency_ms"]["p99"])
+            # Transactions committed every 100 ms, read at read_committed: a record becomes
+            # visible with its transaction's commit.
+            fresh_topic()
+            out = run([hw, "bench", "produce", "--bootstrap", bootstrap, "--topic", "bench", "--records", "500000",
+                       "--record-bytes", "1024", "--partitions", "6", "--acks", "all", "--rate", "51200",
+                       "--end-to-end", "--transaction-duration-ms", "100", "--json"])
+            summary = json.loads(out.strip().splitlines()[-1])
+            record("50 MB/s acks=all, a transaction every 0.1 s, read_committed: end-to-end p99 ms",
+                   summary["end_to_end_ms"]["p99"])
     finally:
         server.terminate()
         server.wait(30)

@@ -265,6 +265,15 @@ fn broker_round(args: &Args, results: &mut BTreeMap<String, Vec<Sample>>) -> any
             let sample = run_pipeline(pipeline.topology()?, config, n)?;
             results.entry(format!("broker: {}", pipeline.name())).or_default().push(sample);
         }
+        // The same pipelines under exactly_once_v2: a transaction per 100 ms commit, every
+        // consumer at read_committed.
+        for (i, pipeline) in [Pipeline::Stateless, Pipeline::TumblingCount].iter().enumerate() {
+            let state = tempfile::tempdir_in(&args.dir)?;
+            let config =
+                StreamsConfig::new(&format!("bench-eos-{i}"), &bootstrap).state_dir(state.path()).exactly_once();
+            let sample = run_pipeline(pipeline.topology()?, config, n)?;
+            results.entry(format!("broker, exactly once: {}", pipeline.name())).or_default().push(sample);
+        }
         Ok(())
     })();
     let _ = broker.kill();
